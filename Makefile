@@ -66,6 +66,8 @@ test: ## Everything CI runs: lint, unit, molecule; ends with a summary line
 demo: venv collection testhost ## Deploy site.yml onto a local test host (slm-demo)
 	molecule create -s demo
 	ansible-playbook -i inventories/demo site.yml
+	@echo "Demo host slm-demo is deployed. Look inside: docker exec -it slm-demo docker info"
+	@echo "Remove it with: make demo-down"
 
 demo-down: venv collection ## Remove the demo test host
 	molecule destroy -s demo
