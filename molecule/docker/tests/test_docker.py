@@ -5,10 +5,15 @@
 
 import json
 import os
+import sys
 
 import pytest
 
+sys.path.insert(0, os.environ['MOLECULE_PROJECT_DIRECTORY'])
+from tests.helpers.playbook import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+
 TINY_IMAGE = 'slm-fixture/tiny:1'
+CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'converge.yml')
 ARCHIVE = os.path.join(os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY', '/nonexistent'), 'tiny-image.tar')
 
 
@@ -75,3 +80,29 @@ def test_compose_project_takes_its_subnet_from_the_address_pools(host, tiny_imag
         assert host.check_output('docker compose -p check ps --status running -q app').strip()
     finally:
         host.run('docker compose -p check down')
+
+
+def docker_invocation(host):
+    """systemd's InvocationID changes each time the unit (re)starts."""
+    return host.check_output('systemctl show -p InvocationID --value docker')
+
+
+def test_config_change_restarts_docker_once_and_a_rerun_not_at_all(host, tmp_path):
+    before = docker_invocation(host)
+    returncode, output = run_playbook(CONVERGE, {'docker_daemon_log_max_file': 4}, tmp_path)
+    assert returncode == 0, output[-2000:]
+    assert 'RUNNING HANDLER [slm.fastchat.docker : Restart Docker]' in output
+    after_change = docker_invocation(host)
+    assert after_change != before
+    assert json.loads(host.file('/etc/docker/daemon.json').content_string)['log-opts']['max-file'] == '4'
+
+    returncode, output = run_playbook(CONVERGE, {'docker_daemon_log_max_file': 4}, tmp_path)
+    assert returncode == 0 and 'changed=0' in output, output[-2000:]
+    assert docker_invocation(host) == after_change
+
+
+def test_check_mode_diff_shows_the_daemon_json_change_without_making_it(host, tmp_path):
+    returncode, output = run_playbook(CONVERGE, {'docker_daemon_log_max_file': 7}, tmp_path, check=True, diff=True)
+    assert returncode == 0, output[-2000:]
+    assert '"max-file": "7"' in output
+    assert json.loads(host.file('/etc/docker/daemon.json').content_string)['log-opts']['max-file'] != '7'

@@ -3,13 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Each wrong input fails the docker role with a message naming the variable, and changes nothing."""
 
-import json
 import os
-import subprocess
+import sys
 
 import pytest
 
-SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.environ['MOLECULE_PROJECT_DIRECTORY'])
+from tests.helpers.playbook import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'converge.yml')
 
 CASES = {
     'unknown install source': (
@@ -39,21 +41,10 @@ CASES = {
 }
 
 
-def run_converge(extra_vars, tmp_path):
-    vars_file = tmp_path / 'vars.json'
-    vars_file.write_text(json.dumps(extra_vars))
-    return subprocess.run(
-        ['ansible-playbook', '-i', os.environ['MOLECULE_INVENTORY_FILE'],
-         os.path.join(SCENARIO, 'converge.yml'), '-e', '@%s' % vars_file],
-        capture_output=True, text=True, timeout=600, check=False,
-        env=dict(os.environ, ANSIBLE_NOCOLOR='1'))
-
-
 @pytest.mark.parametrize('extra_vars, expected', list(CASES.values()), ids=list(CASES))
 def test_bad_input_fails_naming_the_variable(extra_vars, expected, tmp_path):
-    result = run_converge(extra_vars, tmp_path)
-    output = ' '.join((result.stdout + result.stderr).split())
-    assert result.returncode != 0, output[-2000:]
+    returncode, output = run_playbook(CONVERGE, extra_vars, tmp_path)
+    assert returncode != 0, output[-2000:]
     for text in expected:
         assert text in output, output[-2000:]
     assert 'changed=0' in output, 'the failed run changed the host:\n' + output[-2000:]
