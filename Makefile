@@ -40,7 +40,7 @@ host-tools: ## Install and start the Docker engine, install debootstrap
 	scripts/host-tools.sh
 
 testhost: host-tools ## Build the Debian 13 test-host image (skipped when up to date)
-	tests/testhost/build.sh
+	tests/images/build.sh testhost
 
 yamllint: venv
 	yamllint --strict .

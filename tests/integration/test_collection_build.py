@@ -37,7 +37,7 @@ def test_build_and_offline_install(tmp_path):
     assert 'plugins/filter/address_pool_errors.py' in names
     assert 'meta/runtime.yml' in names
     # Development-only content stays out of the artifact.
-    assert not any(name.startswith(('.venv', '.cache', 'molecule/', 'tests/testhost')) for name in names)
+    assert not any(name.startswith(('.venv', '.cache', 'molecule/', 'tests/images')) for name in names)
 
     # --offline: dependencies must be satisfied by the collections the pinned
     # `ansible` package bundles, never fetched from Galaxy.

@@ -49,7 +49,7 @@ def test_literal_defaults_match_the_spec(role):
     defaults = load(role, 'defaults/main.yml') or {}
     options = load(role, 'meta/argument_specs.yml')['argument_specs']['main']['options']
     for name, value in defaults.items():
-        if isinstance(value, str) and '{{' in value:
+        if '{{' in str(value):
             continue
         assert options[name].get('default') == value, '%s: %s default %r != spec %r' % (
             role, name, value, options[name].get('default'))

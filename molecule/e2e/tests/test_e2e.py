@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) slm.fastchat contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The deployed endpoint, as a user's client sees it: the official openai client over verified HTTPS."""
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import sys
+
+import httpx
+import openai
+import pytest
+
+sys.path.insert(0, os.environ['MOLECULE_PROJECT_DIRECTORY'])
+from tests.helpers.playbook import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+EPHEMERAL = os.environ['MOLECULE_EPHEMERAL_DIRECTORY']
+CA = os.path.join(EPHEMERAL, 'ca', 'ca.crt')
+KEY = 'sk-e2e-test-key-0123456789'
+MODEL = 'tiny-llama'
+CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'converge.yml')
+
+
+@pytest.fixture(scope='module')
+def address(host):
+    return host.ansible('ansible.builtin.setup', 'filter=ansible_default_ipv4')['ansible_facts'][
+        'ansible_default_ipv4']['address']
+
+
+@pytest.fixture(scope='module')
+def client(address):
+    return openai.OpenAI(base_url='https://%s/v1' % address, api_key=KEY,
+                         http_client=httpx.Client(verify=ssl.create_default_context(cafile=CA)), max_retries=0)
+
+
+def test_models_lists_the_configured_model(client):
+    assert [model.id for model in client.models.list().data] == [MODEL]
+
+
+def test_chat_completion_returns_content(client):
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{'role': 'user', 'content': 'What is the capital of France?'}],
+        max_tokens=8, temperature=0)
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.completion_tokens > 0
+
+
+def test_streaming_yields_several_chunks(client):
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{'role': 'user', 'content': 'hello'}], max_tokens=12, temperature=0, stream=True)
+    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+    assert len(pieces) >= 3, pieces
+    assert ''.join(pieces).strip()
+
+
+def test_wrong_key_is_refused(address):
+    bad = openai.OpenAI(base_url='https://%s/v1' % address, api_key='sk-not-a-valid-key-000000',
+                        http_client=httpx.Client(verify=ssl.create_default_context(cafile=CA)), max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+
+
+def test_certificate_is_verified_against_the_private_ca(address):
+    with pytest.raises(httpx.ConnectError):
+        httpx.get('https://%s/v1/models' % address, verify=ssl.create_default_context())
+
+
+def test_plain_http_redirects_to_https(address):
+    connection = http.client.HTTPConnection(address, 80, timeout=10)
+    connection.request('GET', '/v1/models')
+    response = connection.getresponse()
+    assert response.status == 301
+    assert response.getheader('Location') == 'https://%s/v1/models' % address
+
+
+def test_hsts_and_tls_versions(address):
+    response = httpx.get('https://%s/v1/models' % address, headers={'Authorization': 'Bearer ' + KEY},
+                         verify=ssl.create_default_context(cafile=CA))
+    assert 'max-age=' in response.headers['strict-transport-security']
+    old = ssl.create_default_context(cafile=CA)
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    with pytest.raises((ssl.SSLError, OSError)):
+        with socket.create_connection((address, 443), timeout=10) as sock:
+            with old.wrap_socket(sock, server_hostname=address):
+                pass
+
+
+@pytest.mark.parametrize('port', [8000, 21001, 21002])
+def test_only_the_proxy_is_reachable_from_outside(address, port):
+    with pytest.raises(OSError):
+        socket.create_connection((address, port), timeout=5).close()
+
+
+def test_api_key_is_not_in_process_list_or_compose_file(host):
+    assert KEY not in host.check_output('ps -eo args')
+    assert KEY not in host.file('/srv/fastchat/compose/compose.yaml').content_string
+    keys = host.file('/srv/fastchat/compose/api_keys')
+    assert keys.mode == 0o400 and keys.uid == 10001
+
+
+def test_two_workers_serve_the_model_on_cpu(host):
+    services = json.loads('[' + ','.join(host.check_output(
+        "docker compose -p fastchat ps --format json").splitlines()) + ']')
+    workers = sorted(s['Service'] for s in services if s['Service'].startswith('fastchat-worker-'))
+    assert workers == ['fastchat-worker-tiny-llama-1', 'fastchat-worker-tiny-llama-2']
+    assert all(s['Health'] == 'healthy' for s in services), services
+    command = host.check_output("docker inspect -f '{{json .Config.Cmd}}' fastchat-fastchat-worker-tiny-llama-1-1")
+    assert '--device=cpu' in command and '--conv-template=qwen-7b-chat' in command and '--stream-interval=1' in command
+
+
+def container_starts(host):
+    return host.check_output("docker ps -q | xargs docker inspect -f '{{.Name}} {{.State.StartedAt}}'")
+
+
+def test_rerun_restarts_no_container_and_rebuilds_nothing(host, tmp_path):
+    before = container_starts(host)
+    images = host.check_output("docker images -q slm-fastchat")
+    returncode, output = run_playbook(CONVERGE, {}, tmp_path)
+    assert returncode == 0, output[-3000:]
+    assert 'changed=0' in output, output[-3000:]
+    assert container_starts(host) == before
+    assert host.check_output("docker images -q slm-fastchat") == images

@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) slm.fastchat contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.slm.fastchat.plugins.filter.fastchat_workers import fastchat_model_errors, fastchat_workers
+
+REV = 'a' * 40
+
+
+def model(name='phi-4', **overrides):
+    entry = {'name': name, 'repo': 'microsoft/%s' % name, 'revision': REV, 'conv_template': 'chatml'}
+    entry.update(overrides)
+    return entry
+
+
+def test_seed_deployment_two_phi4_workers_of_two_gpus():
+    workers = fastchat_workers([model(workers=2, gpus_per_worker=2, max_gpu_memory='22GiB')], 4, 'cuda')
+    assert [w['device_ids'] for w in workers] == [['0', '1'], ['2', '3']]
+    assert [w['num_gpus'] for w in workers] == [2, 2]
+    assert [w['service'] for w in workers] == ['fastchat-worker-phi-4-1', 'fastchat-worker-phi-4-2']
+    assert all(w['max_gpu_memory'] == '22GiB' and w['conv_template'] == 'chatml' for w in workers)
+
+
+def test_models_pack_in_order_and_disabled_ones_take_nothing():
+    models = [model(workers=1, gpus_per_worker=2), model('swallow', enabled=False, gpus_per_worker=4),
+              model('small', workers=2)]
+    workers = fastchat_workers(models, 4, 'cuda')
+    assert [(w['model'], w['device_ids']) for w in workers] == [
+        ('phi-4', ['0', '1']), ('small', ['2']), ('small', ['3'])]
+
+
+def test_explicit_device_ids_are_kept_and_others_pack_around_them():
+    models = [model(workers=1, device_ids=[[1]]), model('small', workers=2)]
+    workers = fastchat_workers(models, 3, 'cuda')
+    assert [(w['model'], w['device_ids']) for w in workers] == [
+        ('phi-4', ['1']), ('small', ['0']), ('small', ['2'])]
+
+
+def test_cpu_mode_uses_no_gpus():
+    workers = fastchat_workers([model(workers=2, gpus_per_worker=2, max_gpu_memory='22GiB')], 0, 'cpu')
+    assert [(w['device'], w['device_ids'], w['num_gpus'], w['max_gpu_memory']) for w in workers] == [
+        ('cpu', [], 0, None), ('cpu', [], 0, None)]
+
+
+def test_model_names_become_valid_service_names():
+    workers = fastchat_workers([model('Llama-3.1-Swallow-8B')], 1, 'cuda')
+    assert workers[0]['service'] == 'fastchat-worker-llama-3-1-swallow-8b-1'
+
+
+@pytest.mark.parametrize('models, gpus, device, expected', [
+    ([model(workers=3, gpus_per_worker=2)], 4, 'cuda', 'needs 6 GPUs (phi-4: 3 x 2) but the host has 4'),
+    ([model(device_ids=[[0]]), model('b', device_ids=[[0]])], 2, 'cuda', 'both want GPU 0'),
+    ([model(device_ids=[[5]])], 4, 'cuda', 'asks for GPU 5 but the host has 4 GPUs'),
+    ([model(workers=2, device_ids=[[0]])], 4, 'cuda', 'lists 1 GPU groups but workers is 2'),
+    ([model(gpus_per_worker=2, device_ids=[[0]])], 4, 'cuda', 'has 1 GPUs but gpus_per_worker is 2'),
+    ([model()], 1, 'rocm', "fastchat_device 'rocm'"),
+    ([model()], -1, 'cuda', 'fastchat_gpu_count'),
+    ([model(), model()], 2, 'cuda', "'phi-4' is used twice"),
+    ([model('a.b'), model('a_b')], 2, 'cuda', 'map to the same service name'),
+])
+def test_placement_problems_are_explained(models, gpus, device, expected):
+    with pytest.raises(AnsibleFilterError) as excinfo:
+        fastchat_workers(models, gpus, device)
+    assert expected in str(excinfo.value)
+    assert expected in ' '.join(fastchat_model_errors(models, gpus, device))
+
+
+@pytest.mark.parametrize('entry, expected', [
+    (model(revision=None), 'fastchat_models[0] (phi-4).revision is missing'),
+    (model(revision='main'), "revision 'main' must be a 40-character"),
+    (model(repo='phi-4'), "repo 'phi-4' must be a Hugging Face repository id"),
+    (model(conv_template=''), 'conv_template is missing'),
+    (model(source='s3'), "source 's3' must be one of hub, local"),
+    ({'name': 'tiny', 'source': 'local', 'path': 'relative/dir', 'conv_template': 'chatml'}, 'must be an absolute directory'),
+    (model(workers=0), 'workers 0 must be an integer from 1 to 64'),
+    (model(gpus_per_worker='2'), "gpus_per_worker '2' must be an integer"),
+    (model(max_gpu_memory='22G'), "max_gpu_memory '22G' must look like '22GiB'"),
+    (model(name='bad name'), "name 'bad name' must be"),
+    (model(wrokers=2), 'unknown keys wrokers'),
+    (model(enabled='yes'), 'enabled must be true or false'),
+    (model(extra_args='--foo'), 'extra_args must be a list of strings'),
+    ('phi-4', 'fastchat_models[0] must be a dict'),
+])
+def test_entry_problems_name_the_entry(entry, expected):
+    errors = fastchat_model_errors([entry], 4, 'cuda')
+    assert any(expected in error for error in errors), errors
+
+
+def test_unpinned_hub_models_are_accepted_only_when_allowed():
+    assert fastchat_model_errors([model(revision=None)], 1, 'cuda', allow_unpinned=True) == []
+    assert fastchat_model_errors([model(revision='main')], 1, 'cuda', allow_unpinned=True) == []
+    assert fastchat_model_errors([model(revision='main')], 1, 'cuda') != []
+
+
+def test_local_models_need_no_revision():
+    entry = {'name': 'tiny', 'source': 'local', 'path': '/srv/models/tiny', 'conv_template': 'chatml'}
+    assert fastchat_model_errors([entry], 0, 'cpu') == []
+
+
+def test_not_a_list():
+    assert fastchat_model_errors({'name': 'x'}, 1, 'cuda') == ['fastchat_models must be a list of model entries, got dict']

@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) slm.fastchat contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""inventories/prod renders to the seed's hand-written deployment, with its safety changes."""
+
+import os
+import subprocess
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..', '..'))
+
+
+def render(tmp_path, inventory, *extra):
+    argv = ['ansible-playbook', '-i', os.path.join(REPO, inventory), os.path.join(HERE, 'render.yml'),
+            '-e', 'render_dir=%s' % tmp_path, '-e', 'fastchat_image_ref=slm-fastchat:test',
+            '-e', '{"vault_fastchat_api_keys": ["sk-render-test-key-0123456789"]}',
+            '-e', 'ansible_python_interpreter=python3'] + list(extra)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+                            env=dict(os.environ, ANSIBLE_NOCOLOR='1'))
+    return result
+
+
+@pytest.fixture(scope='module')
+def prod(tmp_path_factory):
+    out = tmp_path_factory.mktemp('prod')
+    result = render(out, 'inventories/prod')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(out / 'gpu-01-compose.yaml') as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope='module')
+def seed():
+    with open(os.path.join(REPO, 'tests', 'fixtures', 'seed', 'docker-compose.yml')) as handle:
+        return yaml.safe_load(handle)
+
+
+def flags(command):
+    """['--a=b', '--c', 'd'] -> {'--a': 'b', '--c': 'd'} for both styles of argument."""
+    out = {}
+    args = [arg for arg in command if arg not in ('python', 'python3.9', '-m')]
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg.startswith('--') and '=' in arg:
+            key, value = arg.split('=', 1)
+            out[key] = value
+        elif arg.startswith('--') and index + 1 < len(args) and not args[index + 1].startswith('--'):
+            out[arg] = args[index + 1]
+            index += 1
+        else:
+            out[arg] = True
+        index += 1
+    return out
+
+
+def workers(compose):
+    return [service for name, service in sorted(compose['services'].items()) if 'model_worker' in ' '.join(
+        service.get('entrypoint') or service.get('command'))]
+
+
+def test_same_services_as_the_seed(prod, seed):
+    assert len(prod['services']) == len(seed['services']) == 4
+    assert len(workers(prod)) == len(workers(seed)) == 2
+
+
+def test_controller_uses_lottery_dispatch(prod, seed):
+    ours = flags(prod['services']['fastchat-controller']['command'])
+    theirs = flags(seed['services']['fastchat-controller']['entrypoint'])
+    assert ours['--dispatch-method'] == theirs['--dispatch-method'] == 'lottery'
+    assert ours['fastchat.serve.controller'] and theirs['fastchat.serve.controller']
+
+
+def test_workers_get_the_seeds_gpus_and_flags(prod, seed):
+    for ours, theirs in zip(workers(prod), workers(seed)):
+        ours_devices = ours['deploy']['resources']['reservations']['devices']
+        theirs_devices = theirs['deploy']['resources']['reservations']['devices']
+        assert ours_devices == theirs_devices
+        ours_flags, theirs_flags = flags(ours['command']), flags(theirs['entrypoint'])
+        for flag in ('--model-names', '--device', '--num-gpus', '--max-gpu-memory'):
+            assert ours_flags[flag] == theirs_flags[flag], flag
+        # What the seed left to FastChat's guesses, now explicit:
+        assert ours_flags['--conv-template'] == 'qwen-7b-chat'
+        assert ours_flags['--stream-interval'] == '1'
+        assert ours['volumes'] == ['/srv/fastchat/models/phi-4:/models/phi-4:ro']
+
+
+def test_only_the_api_server_publishes_a_port_and_only_on_loopback(prod, seed):
+    published = {name: service['ports'] for name, service in prod['services'].items() if 'ports' in service}
+    assert published == {'fastchat-api-server': ['127.0.0.1:8000:8000']}
+    assert 'ports' in seed['services']['fastchat-controller']  # the seed published everything
+    assert prod['networks']['backend'] == {'internal': True}
+
+
+def test_api_keys_come_from_a_secret_file(prod):
+    api = prod['services']['fastchat-api-server']
+    assert api['secrets'] == ['api_keys']
+    assert api['environment']['SLM_FASTCHAT_API_KEYS_FILE'] == '/run/secrets/api_keys'
+    assert not any('sk-' in arg for arg in api['command'])
+    assert prod['secrets'] == {'api_keys': {'file': './api_keys'}}
+    others = [name for name, service in prod['services'].items()
+              if name != 'fastchat-api-server' and 'SLM_FASTCHAT_API_KEYS_FILE' in service['environment']]
+    assert others == []
+
+
+def test_heartbeats_are_shortened_and_logs_rotated(prod):
+    for service in prod['services'].values():
+        assert int(service['environment']['FASTCHAT_CONTROLLER_HEART_BEAT_EXPIRATION']) <= 30
+        assert service['logging']['options'] == {'max-size': '50m', 'max-file': '5'}
+        assert 'test' in service['healthcheck']
+        assert service['restart'] == 'unless-stopped'
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['-e', 'fastchat_gpu_count=3'], 'needs 4 GPUs (phi-4: 2 x 2) but the host has 3'),
+    (['-e', 'serve_dispatch_method=round_robin'], 'serve_dispatch_method must be one of'),
+    (['-e', '{"fastchat_models": [{"name": "a", "repo": "o/a", "revision": "%s", "conv_template": "x", '
+            '"device_ids": [[0]]}, {"name": "b", "repo": "o/b", "revision": "%s", "conv_template": "x", '
+            '"device_ids": [[0]]}]}' % ('a' * 40, 'b' * 40)], 'both want GPU 0'),
+])
+def test_bad_placements_fail_before_rendering(tmp_path, extra, message):
+    result = render(tmp_path, 'inventories/prod', *extra)
+    output = ' '.join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert message in output, output[-2000:]
+    assert not (tmp_path / 'gpu-01-compose.yaml').exists()
