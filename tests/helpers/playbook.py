@@ -12,7 +12,9 @@ def run_playbook(playbook, extra_vars, tmp_path, check=False, diff=False):
     """Run ``playbook`` with ``extra_vars`` (given as a file, as users would); return (rc, flattened output)."""
     vars_file = tmp_path / 'extra-vars.json'
     vars_file.write_text(json.dumps(extra_vars))
-    argv = ['ansible-playbook', '-i', os.environ['MOLECULE_INVENTORY_FILE'], playbook, '-e', '@%s' % vars_file]
+    # The directory: Molecule's generated hosts, its extra groups and group_vars.
+    inventory = os.path.dirname(os.environ['MOLECULE_INVENTORY_FILE'])
+    argv = ['ansible-playbook', '-i', inventory, playbook, '-e', '@%s' % vars_file]
     if check:
         argv.append('--check')
     if diff:
