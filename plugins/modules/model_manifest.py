@@ -19,7 +19,7 @@ description:
   - This module reads it and checks that every listed file is present with its recorded size,
     so a rerun can skip a model that is already complete without hashing gigabytes of weights.
   - It never changes anything.
-author: slm.fastchat contributors
+author: slm.fastchat contributors (@slm-fastchat)
 options:
   path:
     description: The model directory.
@@ -33,8 +33,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     support: none
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 '''
 
 EXAMPLES = r'''

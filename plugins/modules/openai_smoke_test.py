@@ -18,7 +18,7 @@ description:
     completion returns content and a streaming one yields several content chunks followed by C([DONE]).
   - Reports time to first token and total time per model, and fails with a message that says what broke.
   - Read-only; it never reports a change.
-author: slm.fastchat contributors
+author: slm.fastchat contributors (@slm-fastchat)
 options:
   url:
     description: Base URL of the API, ending in C(/v1).
@@ -58,9 +58,11 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
     details: The test sends requests in check mode too; it changes nothing either way.
   diff_mode:
     support: none
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 '''
 
 EXAMPLES = r'''
@@ -222,7 +224,7 @@ def main():
             validate_certs=dict(type='bool', default=True),
             models=dict(type='list', elements='str', required=True),
             prompt=dict(type='str', default='Say hello in five words.'),
-            max_tokens=dict(type='int', default=16),
+            max_tokens=dict(type='int', default=16, no_log=False),
             min_stream_chunks=dict(type='int', default=2),
             timeout=dict(type='int', default=300),
         ),
