@@ -18,8 +18,8 @@ out=${BENCH_OUT:-.cache/benchmark}
 mkdir -p "$out"
 
 docker inspect "$host" >/dev/null 2>&1 || { echo "no demo host: run make demo first" >&2; exit 1; }
-docker cp benchmarks/load.py "$host:/tmp/load.py"
-docker cp "$demo/ca/ca.crt" "$host:/tmp/bench-ca.crt"
+docker cp benchmarks/load.py "$host:/var/tmp/slm-load.py"
+docker cp "$demo/ca/ca.crt" "$host:/var/tmp/slm-bench-ca.crt"
 
 deploy() {  # workers dispatch
   local models
@@ -31,7 +31,7 @@ deploy() {  # workers dispatch
 }
 load() {  # label url concurrency [n]
   # Keys reach the load generator on its command line inside the demo host only.
-  docker exec "$host" python3 /tmp/load.py "$2" "$key" "$model" --ca /tmp/bench-ca.crt \
+  docker exec "$host" python3 /var/tmp/slm-load.py "$2" "$key" "$model" --ca /var/tmp/slm-bench-ca.crt \
     --concurrency "$3" --requests "${4:-$requests}" | tee "$out/$1.json"
 }
 
