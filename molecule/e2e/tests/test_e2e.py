@@ -9,7 +9,7 @@ import os
 import socket
 import ssl
 import sys
-
+import time
 import urllib.error
 import urllib.request
 
@@ -126,3 +126,37 @@ def test_rerun_restarts_no_container_and_rebuilds_nothing(host, tmp_path):
     assert 'changed=0' in output, output[-3000:]
     assert container_starts(host) == before
     assert host.check_output("docker images -q slm-fastchat") == images
+
+
+def started_at(host):
+    return dict(line.split(' ', 1) for line in container_starts(host).splitlines())
+
+
+def wait_for_models(address, key, timeout=60):
+    client = openai.OpenAI(base_url='https://%s/v1' % address, api_key=key, max_retries=0,
+                           http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=CA)))
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return [model.id for model in client.models.list().data]
+        except (openai.APIConnectionError, openai.InternalServerError):
+            if time.time() > deadline:
+                raise
+            time.sleep(2)
+
+
+def test_new_api_keys_restart_only_the_api_server(host, address, tmp_path):
+    rotated = 'sk-e2e-rotated-key-9876543210'
+    before = started_at(host)
+    try:
+        returncode, output = run_playbook(CONVERGE, {'fastchat_api_keys': [rotated]}, tmp_path)
+        assert returncode == 0, output[-3000:]
+        after = started_at(host)
+        assert sorted(name for name in after if after[name] != before.get(name)) == ['/fastchat-fastchat-api-server-1']
+        assert wait_for_models(address, rotated) == [MODEL]
+        with pytest.raises(openai.AuthenticationError):
+            wait_for_models(address, KEY)
+    finally:
+        returncode, output = run_playbook(CONVERGE, {}, tmp_path)
+        assert returncode == 0, output[-3000:]
+    assert wait_for_models(address, KEY) == [MODEL]

@@ -33,6 +33,15 @@ def prod(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
+def prod_nginx(tmp_path_factory):
+    out = tmp_path_factory.mktemp('prod-nginx')
+    result = render(out, 'inventories/prod')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(out / 'gpu-01-nginx.conf') as handle:
+        return handle.read()
+
+
+@pytest.fixture(scope='module')
 def seed():
     with open(os.path.join(REPO, 'tests', 'fixtures', 'seed', 'docker-compose.yml')) as handle:
         return yaml.safe_load(handle)
@@ -127,3 +136,17 @@ def test_bad_placements_fail_before_rendering(tmp_path, extra, message):
     assert result.returncode != 0
     assert message in output, output[-2000:]
     assert not (tmp_path / 'gpu-01-compose.yaml').exists()
+
+
+def test_the_proxy_terminates_tls_and_streams_to_the_api_server(prod_nginx):
+    """The seed published plain HTTP on 8000; prod puts nginx with TLS in front of it."""
+    lines = [line.strip() for line in prod_nginx.splitlines()]
+    assert 'server 127.0.0.1:8000;' in lines
+    assert 'listen 443 ssl default_server;' in lines
+    assert 'ssl_protocols TLSv1.2 TLSv1.3;' in lines
+    assert 'server_name llm.example.com;' in lines
+    assert 'return 301 https://$host$request_uri;' in lines
+    for directive in ('proxy_buffering off;', 'proxy_http_version 1.1;', 'proxy_set_header Connection "";',
+                      'proxy_read_timeout 3600s;', 'client_max_body_size 10m;'):
+        assert directive in lines, directive
+    assert any(line.startswith('add_header Strict-Transport-Security') for line in lines)
