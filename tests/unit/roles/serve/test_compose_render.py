@@ -24,20 +24,22 @@ def render(tmp_path, inventory, *extra):
 
 
 @pytest.fixture(scope='module')
-def prod(tmp_path_factory):
+def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp('prod')
     result = render(out, 'inventories/prod')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with open(out / 'gpu-01-compose.yaml') as handle:
+    return out
+
+
+@pytest.fixture(scope='module')
+def prod(rendered):
+    with open(rendered / 'gpu-01-compose.yaml') as handle:
         return yaml.safe_load(handle)
 
 
 @pytest.fixture(scope='module')
-def prod_nginx(tmp_path_factory):
-    out = tmp_path_factory.mktemp('prod-nginx')
-    result = render(out, 'inventories/prod')
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with open(out / 'gpu-01-nginx.conf') as handle:
+def prod_nginx(rendered):
+    with open(rendered / 'gpu-01-nginx.conf') as handle:
         return handle.read()
 
 
