@@ -59,8 +59,9 @@ unit: venv collection ## Unit and collection tests (pytest)
 	pytest -q tests/unit tests/integration
 
 molecule: venv collection testhost ## Molecule scenarios: all, or SCENARIO=<name>
-	@set -e; for s in $(or $(SCENARIO),$(SCENARIOS)); do \
-	  echo "--- molecule test -s $$s"; molecule test -s $$s; done
+	@failed=; for s in $(or $(SCENARIO),$(SCENARIOS)); do \
+	  echo "--- molecule test -s $$s"; molecule test -s $$s || failed="$$failed $$s"; done; \
+	  if [ -n "$$failed" ]; then echo "failed scenarios:$$failed"; exit 1; fi
 
 test: ## Everything CI runs: lint, unit, molecule; ends with a summary line
 	@scripts/run-checks.sh yamllint ansible-lint sanity unit molecule
