@@ -6,12 +6,14 @@
 Standard library only, so it runs on a deployed host as it is (the benchmark
 runs it there, next to both the API server and nginx, for a fair comparison).
 Prints one JSON object. Bounded: a fixed number of requests, each with a timeout.
-Usage: python3 load.py URL KEY MODEL [--ca FILE] [--requests N] [--concurrency C] [--max-tokens T]
+The API key comes from OPENAI_API_KEY, never the command line.
+Usage: python3 load.py URL MODEL [--ca FILE] [--requests N] [--concurrency C] [--max-tokens T]
 """
 
 import argparse
 import concurrent.futures
 import json
+import os
 import ssl
 import statistics
 import time
@@ -47,13 +49,13 @@ def percentile(values, fraction):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('url')
-    parser.add_argument('key')
     parser.add_argument('model')
     parser.add_argument('--ca')
     parser.add_argument('--requests', type=int, default=24)
     parser.add_argument('--concurrency', type=int, default=8)
     parser.add_argument('--max-tokens', type=int, default=32)
     args = parser.parse_args()
+    args.key = os.environ['OPENAI_API_KEY']
     context = ssl.create_default_context(cafile=args.ca) if args.url.startswith('https') else None
 
     stream_once(args.url, args.key, args.model, 4, context)  # warm-up

@@ -13,7 +13,8 @@ host=slm-demo
 model=smollm2-135m-instruct
 demo=$PWD/.cache/demo
 requests=${BENCH_REQUESTS:-24}
-key=$(cat "$demo/api_key")
+OPENAI_API_KEY=$(cat "$demo/api_key")
+export OPENAI_API_KEY
 out=${BENCH_OUT:-.cache/benchmark}
 mkdir -p "$out"
 
@@ -30,8 +31,8 @@ deploy() {  # workers dispatch
     -e "{\"fastchat_models\": $models, \"serve_dispatch_method\": \"$2\"}" > "$out/deploy-$1-$2.log"
 }
 load() {  # label url concurrency [n]
-  # Keys reach the load generator on its command line inside the demo host only.
-  docker exec "$host" python3 /var/tmp/slm-load.py "$2" "$key" "$model" --ca /var/tmp/slm-bench-ca.crt \
+  # The key travels in the environment (-e NAME copies it from ours), not in argv.
+  docker exec -e OPENAI_API_KEY "$host" python3 /var/tmp/slm-load.py "$2" "$model" --ca /var/tmp/slm-bench-ca.crt \
     --concurrency "$3" --requests "${4:-$requests}" | tee "$out/$1.json"
 }
 
@@ -43,7 +44,8 @@ deploy 2 lottery
 load w2-lottery-8clients https://127.0.0.1/v1 8
 deploy 2 shortest_queue
 load w2-shortest_queue-8clients https://127.0.0.1/v1 8
-deploy 1 lottery
+echo "restoring the demo's own settings" >&2
+ansible-playbook -i inventories/demo site.yml --tags image,serve > "$out/deploy-restore.log"
 
 python3 - "$out" <<'PY'
 import json, os, sys
