@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.slm.fastchat.plugins.module_utils._workers import model_errors, place_workers
+from ansible_collections.slm.fastchat.plugins.module_utils._workers import enabled_models, model_errors, place_workers
 
 
 def fastchat_workers(models, gpu_count=0, device='cuda'):
@@ -31,4 +31,5 @@ class FilterModule(object):
         return {
             'fastchat_workers': fastchat_workers,
             'fastchat_model_errors': fastchat_model_errors,
+            'fastchat_enabled_models': enabled_models,
         }

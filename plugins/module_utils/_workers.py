@@ -107,6 +107,11 @@ def model_errors(models, allow_unpinned=False, variable='fastchat_models'):
     return errors
 
 
+def enabled_models(models):
+    """The entries to serve, in list order: every one whose ``enabled`` is not false."""
+    return [model for model in models or [] if not isinstance(model, dict) or model.get('enabled', True)]
+
+
 def place_workers(models, gpu_count, device='cuda', variable='fastchat_models'):
     """Return (workers, errors): one worker per GPU group for each enabled model.
 

@@ -9,7 +9,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.slm.fastchat.plugins.filter.fastchat_workers import fastchat_model_errors, fastchat_workers
+from ansible_collections.slm.fastchat.plugins.filter.fastchat_workers import FilterModule, fastchat_model_errors, fastchat_workers
 
 REV = 'a' * 40
 
@@ -106,3 +106,10 @@ def test_local_models_need_no_revision():
 
 def test_not_a_list():
     assert fastchat_model_errors({'name': 'x'}, 1, 'cuda') == ['fastchat_models must be a list of model entries, got dict']
+
+
+def test_enabled_models_keep_list_order_and_drop_disabled_entries():
+    enabled = FilterModule().filters()['fastchat_enabled_models']
+    models = [model('a'), model('b', enabled=False), model('c', enabled=True)]
+    assert [entry['name'] for entry in enabled(models)] == ['a', 'c']
+    assert enabled(None) == []
