@@ -2,7 +2,8 @@
 # Make sure this machine has what the tests and the demo need from Debian:
 # a Docker engine that answers, debootstrap for the test-host image and a
 # static busybox for the fixture image (tests/fixtures/images), shellcheck
-# for ansible-test sanity.
+# for ansible-test sanity, dpkg-dev and gnupg for the stand-in NVIDIA
+# repositories.
 #
 # PID 1 is not systemd on the build machines, so when no daemon answers we
 # start dockerd ourselves and wait for its socket. Idempotent: a second call
@@ -14,6 +15,9 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# The stand-in NVIDIA repositories (tests/fixtures/nvidia) are built and signed here.
+command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
+command -v gpg >/dev/null || need+=(gnupg)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${need[*]}: run as root or apt-get install them" >&2; exit 1
