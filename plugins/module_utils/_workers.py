@@ -23,9 +23,13 @@ REVISION_RE = re.compile(r'^[0-9a-f]{40}$')
 MEMORY_RE = re.compile(r'^[1-9][0-9]*(\.[0-9]+)?(GiB|MiB|GB|MB)$')
 REPO_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$')
 SOURCES = ('hub', 'local')
+# Model families whose conversation templates the image's extension registers
+# under the same names (roles/image/files/slm_fastchat/templates.py; a unit
+# test keeps the two lists equal).
+FAMILIES = ('chatml', 'smollm2', 'phi-4', 'llama-3', 'llama-3.1', 'gemma-2')
 DEVICES = ('cuda', 'cpu')
 KNOWN_KEYS = frozenset((
-    'name', 'source', 'repo', 'revision', 'path', 'conv_template', 'workers', 'gpus_per_worker',
+    'name', 'source', 'repo', 'revision', 'path', 'family', 'conv_template', 'workers', 'gpus_per_worker',
     'max_gpu_memory', 'device_ids', 'enabled', 'allow_patterns', 'extra_args',
 ))
 
@@ -46,7 +50,7 @@ def model_errors(models, allow_unpinned=False, variable='fastchat_models'):
     for index, model in enumerate(models):
         label = '%s[%d]' % (variable, index)
         if not isinstance(model, dict):
-            errors.append('%s must be a dict with at least name, repo or path, and conv_template' % label)
+            errors.append('%s must be a dict with at least name, repo or path, and family' % label)
             continue
         name = model.get('name')
         if isinstance(name, string_types) and name:
@@ -80,9 +84,7 @@ def model_errors(models, allow_unpinned=False, variable='fastchat_models'):
         elif source == 'local':
             if not isinstance(model.get('path'), string_types) or not model['path'].startswith('/'):
                 errors.append('%s.path %r must be an absolute directory on the control node' % (label, model.get('path')))
-        if not isinstance(model.get('conv_template'), string_types) or not model['conv_template']:
-            errors.append("%s.conv_template is missing: name FastChat's conversation template (e.g. 'chatml'); "
-                          'FastChat would otherwise guess it from the path' % label)
+        errors.extend(template_errors(model, label))
         for key in ('workers', 'gpus_per_worker'):
             value = model.get(key, 1)
             if not _is_int(value) or not 1 <= value <= 64:
@@ -105,6 +107,28 @@ def model_errors(models, allow_unpinned=False, variable='fastchat_models'):
             elif _is_int(workers) and len(device_ids) != workers:
                 errors.append('%s.device_ids lists %d GPU groups but workers is %d' % (label, len(device_ids), workers))
     return errors
+
+
+def template_errors(model, label):
+    family = model.get('family')
+    template = model.get('conv_template')
+    errors = []
+    if family is not None and family not in FAMILIES:
+        errors.append('%s.family %r is not a supported model family; supported: %s (or set conv_template to a '
+                      "FastChat template name; docs/models.md)" % (label, family, ', '.join(FAMILIES)))
+    if template is not None and (not isinstance(template, string_types) or not template):
+        errors.append('%s.conv_template %r must be the non-empty name of a FastChat conversation template'
+                      % (label, template))
+    if family is None and template is None:
+        errors.append('%s has neither family nor conv_template: set family to one of %s (or conv_template to a '
+                      'FastChat template name); FastChat would otherwise guess the template from the path'
+                      % (label, ', '.join(FAMILIES)))
+    return errors
+
+
+def conv_template(model):
+    """The conversation template a model's workers start with: its own, else its family's."""
+    return model.get('conv_template') or model['family']
 
 
 def enabled_models(models):
@@ -176,7 +200,7 @@ def place_workers(models, gpu_count, device='cuda', variable='fastchat_models'):
                 'service': 'fastchat-worker-%s-%d' % (re.sub(r'[^a-z0-9-]+', '-', model['name'].lower()).strip('-'), number),
                 'model': model['name'],
                 'number': number,
-                'conv_template': model['conv_template'],
+                'conv_template': conv_template(model),
                 'device': device,
                 'device_ids': [str(gpu) for gpu in group],
                 'num_gpus': len(group),

@@ -17,7 +17,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REV = '0123456789abcdef0123456789abcdef01234567'
 PINNED = [
-    {'name': 'phi-4', 'repo': 'microsoft/phi-4', 'revision': REV, 'conv_template': 'qwen-7b-chat',
+    {'name': 'phi-4', 'repo': 'microsoft/phi-4', 'revision': REV, 'family': 'phi-4',
      'workers': 2, 'gpus_per_worker': 2, 'max_gpu_memory': '22GiB'},
 ]
 
@@ -48,6 +48,8 @@ def test_a_valid_inventory_passes(tmp_path):
     ({'fastchat_models': [dict(PINNED[0], workers=1, gpus_per_worker=1, device_ids=[[0]]),
                           dict(PINNED[0], name='phi-4-b', workers=1, gpus_per_worker=1, device_ids=[[0]])]},
      'both want GPU 0'),
+    ({'fastchat_models': [dict(PINNED[0], family='phi-3')]},
+     "fastchat_models[0] (phi-4).family 'phi-3' is not a supported model family"),
     ({'fastchat_gpu_count': 2}, 'needs 4 GPUs (phi-4: 2 x 2) but the host has 2'),
     ({'serve_dispatch_method': 'round_robin'}, 'serve_dispatch_method must be one of: lottery, shortest_queue'),
     ({'tls_proxy_certificate_mode': 'provided', 'tls_proxy_certificate_file': '/nonexistent/cert.pem',

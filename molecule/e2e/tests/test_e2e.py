@@ -23,6 +23,9 @@ EPHEMERAL = os.environ['MOLECULE_EPHEMERAL_DIRECTORY']
 CA = os.path.join(EPHEMERAL, 'ca', 'ca.crt')
 KEY = 'sk-e2e-test-key-0123456789'
 MODEL = 'tiny-llama'
+# Answers "OK!" and then emits <end_of_turn> (tests/fixtures/models/make_tiny_gemma.py).
+GEMMA = 'tiny-gemma'
+MODELS = sorted([MODEL, GEMMA])
 CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'converge.yml')
 
 
@@ -39,7 +42,7 @@ def client(address):
 
 
 def test_models_lists_the_configured_model(client):
-    assert [model.id for model in client.models.list().data] == [MODEL]
+    assert sorted(model.id for model in client.models.list().data) == MODELS
 
 
 def test_chat_completion_returns_content(client):
@@ -48,6 +51,33 @@ def test_chat_completion_returns_content(client):
         max_tokens=8, temperature=0)
     assert reply.choices[0].message.content.strip()
     assert reply.usage.completion_tokens > 0
+
+
+def test_completion_tokens_count_every_token_when_max_tokens_stops_the_reply(client):
+    # tiny-llama never stops by itself: every reply runs to max_tokens.
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{'role': 'user', 'content': 'count'}], max_tokens=7, temperature=0)
+    assert reply.choices[0].finish_reason == 'length'
+    assert reply.usage.completion_tokens == 7
+
+
+@pytest.mark.parametrize('system', [None, 'Answer briefly.'])
+def test_gemma_reply_ends_at_end_of_turn(client, system):
+    messages = ([{'role': 'system', 'content': system}] if system else []) + [{'role': 'user', 'content': 'hello'}]
+    reply = client.chat.completions.create(model=GEMMA, messages=messages, max_tokens=20, temperature=0)
+    assert reply.choices[0].message.content == 'OK!'
+    assert reply.choices[0].finish_reason == 'stop'
+    assert reply.usage.completion_tokens == 3
+
+
+def test_gemma_stream_ends_at_end_of_turn(client):
+    stream = client.chat.completions.create(
+        model=GEMMA, messages=[{'role': 'user', 'content': 'hello'}], max_tokens=20, temperature=0, stream=True)
+    chunks = [chunk for chunk in stream if chunk.choices]
+    text = ''.join(chunk.choices[0].delta.content or '' for chunk in chunks)
+    assert text == 'OK!'
+    assert 'end_of_turn' not in text
+    assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices[0].finish_reason] == ['stop']
 
 
 def test_streaming_yields_several_chunks(client):
@@ -104,14 +134,22 @@ def test_api_key_is_not_in_process_list_or_compose_file(host):
     assert keys.mode == 0o400 and keys.uid == 10001
 
 
-def test_two_workers_serve_the_model_on_cpu(host):
+def test_workers_serve_the_models_on_cpu_with_their_familys_template(host):
     services = json.loads('[' + ','.join(host.check_output(
         "docker compose -p fastchat ps --format json").splitlines()) + ']')
     workers = sorted(s['Service'] for s in services if s['Service'].startswith('fastchat-worker-'))
-    assert workers == ['fastchat-worker-tiny-llama-1', 'fastchat-worker-tiny-llama-2']
+    assert workers == ['fastchat-worker-tiny-gemma-1', 'fastchat-worker-tiny-llama-1', 'fastchat-worker-tiny-llama-2']
     assert all(s['Health'] == 'healthy' for s in services), services
-    command = host.check_output("docker inspect -f '{{json .Config.Cmd}}' fastchat-fastchat-worker-tiny-llama-1-1")
-    assert '--device=cpu' in command and '--conv-template=qwen-7b-chat' in command and '--stream-interval=1' in command
+    for worker, template in (('tiny-llama-1', 'chatml'), ('tiny-gemma-1', 'gemma-2')):
+        command = json.loads(host.check_output(
+            "docker inspect -f '{{json .Config.Cmd}}' fastchat-fastchat-worker-%s-1" % worker))
+        assert command[:3] == ['python', '-m', 'slm_fastchat.model_worker']
+        assert '--device=cpu' in command and '--conv-template=%s' % template in command
+        assert '--stream-interval=1' in command
+    label = host.check_output(
+        "docker inspect -f '{{index .Config.Labels \"org.slm-fastchat.conv-templates\"}}' "
+        "fastchat-fastchat-api-server-1")
+    assert label == 'tiny-gemma=gemma-2,tiny-llama=chatml'
 
 
 def container_starts(host):
@@ -153,10 +191,10 @@ def test_new_api_keys_restart_only_the_api_server(host, address, tmp_path):
         assert returncode == 0, output[-3000:]
         after = started_at(host)
         assert sorted(name for name in after if after[name] != before.get(name)) == ['/fastchat-fastchat-api-server-1']
-        assert wait_for_models(address, rotated) == [MODEL]
+        assert sorted(wait_for_models(address, rotated)) == MODELS
         with pytest.raises(openai.AuthenticationError):
             wait_for_models(address, KEY)
     finally:
         returncode, output = run_playbook(CONVERGE, {}, tmp_path)
         assert returncode == 0, output[-3000:]
-    assert wait_for_models(address, KEY) == [MODEL]
+    assert sorted(wait_for_models(address, KEY)) == MODELS

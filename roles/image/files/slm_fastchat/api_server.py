@@ -7,6 +7,10 @@ FastChat only takes keys as ``--api-keys a,b`` on the command line, where any
 user on the host can read them in ``ps``. This entry point accepts the same
 arguments but reads the keys from the file named by SLM_FASTCHAT_API_KEYS_FILE
 (one key per line, ``#`` comments allowed) and refuses ``--api-keys``.
+
+It also renders prompts with slm.fastchat's conversation templates: FastChat's
+API server builds each prompt itself from the template it copies from the
+worker, so it needs the same renderer (``slm_fastchat.templates``).
 """
 
 import os
@@ -37,6 +41,10 @@ def main(argv=None):
     # Imported late so the checks above run (and are testable) without FastChat.
     import uvicorn
     from fastchat.serve import openai_api_server as server
+    from slm_fastchat import templates
+
+    templates.register()
+    server.Conversation = templates.FamilyConversation
 
     sys.argv = [sys.argv[0]] + argv
     args = server.create_openai_api_server()

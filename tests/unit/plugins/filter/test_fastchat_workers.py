@@ -5,17 +5,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import re
+
 import pytest
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.slm.fastchat.plugins.filter.fastchat_workers import FilterModule, fastchat_model_errors, fastchat_workers
+from ansible_collections.slm.fastchat.plugins.module_utils._workers import FAMILIES
 
 REV = 'a' * 40
 
 
 def model(name='phi-4', **overrides):
-    entry = {'name': name, 'repo': 'microsoft/%s' % name, 'revision': REV, 'conv_template': 'chatml'}
+    entry = {'name': name, 'repo': 'microsoft/%s' % name, 'revision': REV, 'family': 'phi-4'}
     entry.update(overrides)
     return entry
 
@@ -25,7 +29,7 @@ def test_seed_deployment_two_phi4_workers_of_two_gpus():
     assert [w['device_ids'] for w in workers] == [['0', '1'], ['2', '3']]
     assert [w['num_gpus'] for w in workers] == [2, 2]
     assert [w['service'] for w in workers] == ['fastchat-worker-phi-4-1', 'fastchat-worker-phi-4-2']
-    assert all(w['max_gpu_memory'] == '22GiB' and w['conv_template'] == 'chatml' for w in workers)
+    assert all(w['max_gpu_memory'] == '22GiB' and w['conv_template'] == 'phi-4' for w in workers)
 
 
 def test_models_pack_in_order_and_disabled_ones_take_nothing():
@@ -76,9 +80,13 @@ def test_placement_problems_are_explained(models, gpus, device, expected):
     (model(revision=None), 'fastchat_models[0] (phi-4).revision is missing'),
     (model(revision='main'), "revision 'main' must be a 40-character"),
     (model(repo='phi-4'), "repo 'phi-4' must be a Hugging Face repository id"),
-    (model(conv_template=''), 'conv_template is missing'),
+    (model(conv_template=''), "conv_template '' must be the non-empty name"),
+    (model(family='gemma-3'), "fastchat_models[0] (phi-4).family 'gemma-3' is not a supported model family; "
+                              'supported: chatml, smollm2, phi-4, llama-3, llama-3.1, gemma-2'),
+    (dict((k, v) for k, v in model().items() if k != 'family'),
+     'fastchat_models[0] (phi-4) has neither family nor conv_template'),
     (model(source='s3'), "source 's3' must be one of hub, local"),
-    ({'name': 'tiny', 'source': 'local', 'path': 'relative/dir', 'conv_template': 'chatml'}, 'must be an absolute directory'),
+    ({'name': 'tiny', 'source': 'local', 'path': 'relative/dir', 'family': 'chatml'}, 'must be an absolute directory'),
     (model(workers=0), 'workers 0 must be an integer from 1 to 64'),
     (model(gpus_per_worker='2'), "gpus_per_worker '2' must be an integer"),
     (model(max_gpu_memory='22G'), "max_gpu_memory '22G' must look like '22GiB'"),
@@ -100,7 +108,7 @@ def test_unpinned_hub_models_are_accepted_only_when_allowed():
 
 
 def test_local_models_need_no_revision():
-    entry = {'name': 'tiny', 'source': 'local', 'path': '/srv/models/tiny', 'conv_template': 'chatml'}
+    entry = {'name': 'tiny', 'source': 'local', 'path': '/srv/models/tiny', 'family': 'chatml'}
     assert fastchat_model_errors([entry], 0, 'cpu') == []
 
 
@@ -113,3 +121,22 @@ def test_enabled_models_keep_list_order_and_drop_disabled_entries():
     models = [model('a'), model('b', enabled=False), model('c', enabled=True)]
     assert [entry['name'] for entry in enabled(models)] == ['a', 'c']
     assert enabled(None) == []
+
+
+@pytest.mark.parametrize('overrides, expected', [
+    ({'family': 'gemma-2'}, 'gemma-2'),
+    ({'family': 'gemma-2', 'conv_template': 'my-gemma'}, 'my-gemma'),
+    ({'family': None, 'conv_template': 'qwen-7b-chat'}, 'qwen-7b-chat'),
+])
+def test_workers_get_their_familys_template_unless_one_is_named(overrides, expected):
+    entry = dict((key, value) for key, value in dict(model(), **overrides).items() if value is not None)
+    assert fastchat_model_errors([entry], 1, 'cuda') == []
+    assert fastchat_workers([entry], 1, 'cuda')[0]['conv_template'] == expected
+
+
+def test_families_are_the_templates_the_image_registers():
+    source = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'image', 'files',
+                          'slm_fastchat', 'templates.py')
+    with open(source) as handle:
+        registered = re.findall(r"^    Family\('([^']+)'", handle.read(), re.MULTILINE)
+    assert tuple(registered) == FAMILIES

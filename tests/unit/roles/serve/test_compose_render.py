@@ -73,6 +73,10 @@ def workers(compose):
         service.get('entrypoint') or service.get('command'))]
 
 
+def test_workers_run_the_extensions_entry_point(prod):
+    assert all(flags(worker['command']).get('slm_fastchat.model_worker') for worker in workers(prod))
+
+
 def test_same_services_as_the_seed(prod, seed):
     assert len(prod['services']) == len(seed['services']) == 4
     assert len(workers(prod)) == len(workers(seed)) == 2
@@ -94,7 +98,7 @@ def test_workers_get_the_seeds_gpus_and_flags(prod, seed):
         for flag in ('--model-names', '--device', '--num-gpus', '--max-gpu-memory'):
             assert ours_flags[flag] == theirs_flags[flag], flag
         # What the seed left to FastChat's guesses, now explicit:
-        assert ours_flags['--conv-template'] == 'qwen-7b-chat'
+        assert ours_flags['--conv-template'] == 'phi-4'
         assert ours_flags['--stream-interval'] == '1'
         assert ours['volumes'] == ['/srv/fastchat/models/phi-4:/models/phi-4:ro']
 
@@ -128,8 +132,8 @@ def test_heartbeats_are_shortened_and_logs_rotated(prod):
 @pytest.mark.parametrize('extra, message', [
     (['-e', 'fastchat_gpu_count=3'], 'needs 4 GPUs (phi-4: 2 x 2) but the host has 3'),
     (['-e', 'serve_dispatch_method=round_robin'], 'serve_dispatch_method must be one of'),
-    (['-e', '{"fastchat_models": [{"name": "a", "repo": "o/a", "revision": "%s", "conv_template": "x", '
-            '"device_ids": [[0]]}, {"name": "b", "repo": "o/b", "revision": "%s", "conv_template": "x", '
+    (['-e', '{"fastchat_models": [{"name": "a", "repo": "o/a", "revision": "%s", "family": "phi-4", '
+            '"device_ids": [[0]]}, {"name": "b", "repo": "o/b", "revision": "%s", "family": "phi-4", '
             '"device_ids": [[0]]}]}' % ('a' * 40, 'b' * 40)], 'both want GPU 0'),
 ])
 def test_bad_placements_fail_before_rendering(tmp_path, extra, message):
@@ -138,6 +142,20 @@ def test_bad_placements_fail_before_rendering(tmp_path, extra, message):
     assert result.returncode != 0
     assert message in output, output[-2000:]
     assert not (tmp_path / 'gpu-01-compose.yaml').exists()
+
+
+def test_a_changed_template_changes_the_api_servers_configuration(prod, tmp_path):
+    """Compose recreates a service whose configuration changed: the API server must, as it caches templates."""
+    label = 'org.slm-fastchat.conv-templates'
+    assert prod['services']['fastchat-api-server']['labels'][label] == 'phi-4=phi-4'
+    models = ('{"fastchat_models": [{"name": "phi-4", "repo": "microsoft/phi-4", "revision": "%s", '
+              '"family": "phi-4", "conv_template": "chatml", "workers": 2, "gpus_per_worker": 2}]}' % ('a' * 40))
+    result = render(tmp_path, 'inventories/prod', '-e', models)
+    assert result.returncode == 0, result.stdout[-3000:]
+    with open(tmp_path / 'gpu-01-compose.yaml') as handle:
+        changed = yaml.safe_load(handle)
+    assert changed['services']['fastchat-api-server']['labels'][label] == 'phi-4=chatml'
+    assert all(flags(worker['command'])['--conv-template'] == 'chatml' for worker in workers(changed))
 
 
 def test_the_proxy_terminates_tls_and_streams_to_the_api_server(prod_nginx):

@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) slm.fastchat contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Start FastChat's model worker with slm.fastchat's conversation templates.
+
+Takes the same arguments as ``python -m fastchat.serve.model_worker``. Before
+the worker registers with the controller it
+
+- registers the templates of ``slm_fastchat.templates`` (``--conv-template``
+  may name them) and refuses an unknown template by name instead of a
+  KeyError traceback;
+- resolves the template's stop strings to token ids of the loaded tokenizer,
+  so generation stops on e.g. gemma-2's <end_of_turn>, which FastChat would
+  otherwise never see (it matches stop strings against text decoded without
+  special tokens);
+- corrects ``usage.completion_tokens``, which fschat 0.2.36's
+  ``generate_stream`` reports one too low when it stops on max_tokens.
+"""
+
+import functools
+import logging
+import sys
+
+from slm_fastchat import templates
+
+LOG = logging.getLogger('slm_fastchat.model_worker')
+
+
+def with_stop_token_ids(generate, stop_ids):
+    """Wrap a FastChat generate function so every request also stops on ``stop_ids``."""
+    @functools.wraps(generate)
+    def wrapper(model, tokenizer, params, *args, **kwargs):
+        params = dict(params)
+        requested = list(params.get('stop_token_ids') or [])
+        params['stop_token_ids'] = requested + [token for token in stop_ids if token not in requested]
+        return generate(model, tokenizer, params, *args, **kwargs)
+    return wrapper
+
+
+def with_length_usage_fixed(generate):
+    """Wrap fschat's generate_stream so a reply cut at max_tokens counts all its tokens.
+
+    Its loop reports the loop index, which is max_tokens - 1 when the loop
+    runs out; a reply that ends on a stop token is counted right (the stop
+    token itself is not part of the reply).
+    """
+    @functools.wraps(generate)
+    def wrapper(*args, **kwargs):
+        for output in generate(*args, **kwargs):
+            usage = output.get('usage')
+            if output.get('finish_reason') == 'length' and usage:
+                usage = dict(usage, completion_tokens=usage['completion_tokens'] + 1,
+                             total_tokens=usage['total_tokens'] + 1)
+                output = dict(output, usage=usage)
+            yield output
+    return wrapper
+
+
+def adapt(generate, tokenizer, conv, stock_generate=None):
+    """Return (generate function, stop token ids) for a worker serving ``conv`` with ``tokenizer``."""
+    stop_ids = list(conv.stop_token_ids or [])
+    for token in templates.stop_token_ids(tokenizer, conv.stop_str):
+        if token not in stop_ids:
+            stop_ids.append(token)
+    if stock_generate is None:
+        from fastchat.serve.inference import generate_stream as stock_generate
+    if generate is stock_generate:
+        generate = with_length_usage_fixed(generate)
+    return with_stop_token_ids(generate, stop_ids), stop_ids
+
+
+def worker_class(base):
+    """Subclass FastChat's ModelWorker so the fixes are in place before it registers."""
+    class Worker(base):
+        def __init__(self, *args, no_register=False, **kwargs):
+            super().__init__(*args, no_register=True, **kwargs)
+            self.generate_stream_func, stop_ids = adapt(self.generate_stream_func, self.tokenizer, self.conv)
+            # The API server copies the template from the worker and sends
+            # these back with every request.
+            self.conv.stop_token_ids = stop_ids
+            LOG.warning('conversation template %s, stop token ids %s', self.conv.name, stop_ids)
+            if not no_register:
+                self.init_heart_beat()
+    return Worker
+
+
+def requested_template(argv):
+    for index, arg in enumerate(argv):
+        if arg.startswith('--conv-template='):
+            return arg.split('=', 1)[1]
+        if arg == '--conv-template' and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    templates.register()
+    from fastchat.conversation import conv_templates
+    if '--ssl' in argv:
+        sys.exit('--ssl is not supported here: the TLS proxy terminates TLS')
+    name = requested_template(argv)
+    if name is None:
+        sys.exit('--conv-template is required: FastChat would guess the template from the model path')
+    if name not in conv_templates:
+        sys.exit('unknown --conv-template %r; slm.fastchat adds %s to FastChat\'s own'
+                 % (name, ', '.join(templates.FAMILIES)))
+
+    # Imported late: the checks above run (and are testable) without FastChat's server dependencies.
+    import uvicorn
+    from fastchat.serve import model_worker as fastchat_worker
+
+    fastchat_worker.ModelWorker = worker_class(fastchat_worker.ModelWorker)
+    sys.argv = [sys.argv[0]] + argv
+    args, _worker = fastchat_worker.create_model_worker()
+    uvicorn.run(fastchat_worker.app, host=args.host, port=args.port, log_level='info')
+
+
+if __name__ == '__main__':
+    main()

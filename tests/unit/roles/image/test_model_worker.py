@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) slm.fastchat contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The worker extension stops where the template says the turn ends and counts tokens right.
+
+Runs fschat 0.2.36's own generate_stream in-process on the tiny gemma-2
+fixture, whose weights make it answer "OK!" and then emit <end_of_turn>.
+"""
+
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, '..', '..', '..', '..')
+sys.path.insert(0, os.path.join(ROOT, 'roles', 'image', 'files'))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'fixtures', 'models'))
+
+
+def _import_torch_dynamo():
+    # Ansible (loaded by the pytest plugins) replaces sys.intern with a callable
+    # object, and torch._dynamo, which transformers' model code imports, refuses
+    # to register its polyfill for anything but a function.
+    patched = sys.intern
+    original = getattr(type(patched), 'unpatched_implementation', None)
+    if original is not None:
+        sys.intern = original
+    try:
+        import torch._dynamo  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    finally:
+        sys.intern = patched
+
+
+_import_torch_dynamo()
+import make_tiny_gemma  # noqa: E402  pylint: disable=wrong-import-position
+from slm_fastchat import model_worker, templates  # noqa: E402  pylint: disable=wrong-import-position
+
+from fastchat.conversation import get_conv_template  # noqa: E402  pylint: disable=wrong-import-position
+from fastchat.serve.inference import generate_stream  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope='module')
+def tiny_gemma(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    path = str(tmp_path_factory.mktemp('tiny-gemma'))
+    make_tiny_gemma.main(path)
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def request(conv, max_tokens):
+    """What FastChat's API server sends the worker for one chat message."""
+    conv.append_message(conv.roles[0], 'hello')
+    conv.append_message(conv.roles[1], None)
+    return {'prompt': conv.get_prompt(), 'temperature': 0, 'max_new_tokens': max_tokens, 'echo': False,
+            'stop': conv.stop_str, 'stop_token_ids': conv.stop_token_ids}
+
+
+def run(generate, model, tokenizer, params):
+    return list(generate(model, tokenizer, dict(params), 'cpu', 1024, 1))
+
+
+def gemma_conv():
+    templates.register()
+    return get_conv_template('gemma-2')
+
+
+def test_stock_fastchat_runs_past_end_of_turn(tiny_gemma):
+    """The bug being fixed (FastChat issue 3448): <end_of_turn> is not a stop token."""
+    model, tokenizer = tiny_gemma
+    final = run(generate_stream, model, tokenizer, request(gemma_conv(), 10))[-1]
+    assert final['finish_reason'] == 'length'
+    assert final['text'].startswith('OK!') and final['text'] != 'OK!'
+
+
+def test_reply_ends_at_end_of_turn(tiny_gemma):
+    model, tokenizer = tiny_gemma
+    conv = gemma_conv()
+    generate, stop_ids = model_worker.adapt(generate_stream, tokenizer, conv)
+    assert stop_ids == [tokenizer.convert_tokens_to_ids('<end_of_turn>')]
+    outputs = run(generate, model, tokenizer, request(conv, 10))
+    final = outputs[-1]
+    assert final['text'] == 'OK!'
+    assert final['finish_reason'] == 'stop'
+    assert final['usage']['completion_tokens'] == 3
+    assert not any('<end_of_turn>' in output['text'] or 'end_of_turn' in output['text'] for output in outputs)
+
+
+def test_completion_tokens_count_every_token_on_max_tokens(tiny_gemma):
+    model, tokenizer = tiny_gemma
+    conv = gemma_conv()
+    params = request(conv, 2)
+    assert run(generate_stream, model, tokenizer, params)[-1]['usage']['completion_tokens'] == 1  # the bug
+    generate, _stop_ids = model_worker.adapt(generate_stream, tokenizer, conv)
+    final = run(generate, model, tokenizer, params)[-1]
+    assert (final['text'], final['finish_reason']) == ('OK', 'length')
+    assert final['usage']['completion_tokens'] == 2
+    assert final['usage']['total_tokens'] == final['usage']['prompt_tokens'] + 2
+
+
+def test_other_generate_functions_keep_their_usage():
+    def generate(*_args, **_kwargs):
+        yield {'text': 'x', 'usage': {'prompt_tokens': 1, 'completion_tokens': 4, 'total_tokens': 5},
+               'finish_reason': 'length'}
+    conv = gemma_conv()
+    wrapped, _stop_ids = model_worker.adapt(generate, _NoTokens(), conv, stock_generate=generate_stream)
+    assert list(wrapped(None, None, {}))[-1]['usage']['completion_tokens'] == 4
+
+
+class _NoTokens:
+    @staticmethod
+    def encode(text, add_special_tokens=False):
+        return [ord(char) for char in text]
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--model-path=/models/x'], '--conv-template is required'),
+    (['--conv-template=gemma-3'], "unknown --conv-template 'gemma-3'"),
+    (['--conv-template', 'gemma-2', '--ssl'], '--ssl is not supported'),
+])
+def test_worker_refuses_bad_arguments_before_loading_anything(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        model_worker.main(argv)
