@@ -25,6 +25,8 @@ PINNED = [
 def preflight(tmp_path, **extra):
     extra.setdefault('fastchat_models', PINNED)
     extra.setdefault('vault_fastchat_api_keys', ['sk-preflight-test-key-0123'])
+    # inventories/prod requires GPUs; this machine has none.
+    extra.setdefault('nvidia_driver_required', False)
     extra.update(ansible_connection='local', ansible_python_interpreter='python3', ansible_become=False)
     vars_file = tmp_path / 'extra.json'
     vars_file.write_text(json.dumps(extra))
@@ -56,6 +58,9 @@ def test_a_valid_inventory_passes(tmp_path):
       'tls_proxy_key_file': '/nonexistent/key.pem'}, "tls_proxy_certificate_file ('/nonexistent/cert.pem')"),
     ({'fastchat_device': 'tpu'}, "fastchat_device must be 'cuda' or 'cpu'"),
     ({'image_fastchat_git_commit': 'main'}, "image_fastchat_git_commit 'main' must be a 40-character commit"),
+    ({'nvidia_driver_required': True}, 'nvidia_driver_required is true for gpu-01, but it has no NVIDIA GPU'),
+    ({'nvidia_driver_branch': '58'}, "nvidia_driver_branch '58' is not a driver branch"),
+    ({'nvidia_container_toolkit_cdi_spec': 'nvidia.yaml'}, 'nvidia_container_toolkit_cdi_spec must be an absolute path'),
 ])
 def test_bad_inventories_fail_in_preflight(tmp_path, extra, expected):
     extra.setdefault('image_fastchat_git_commit', REV)

@@ -20,9 +20,9 @@ sys.path.insert(0, os.environ['MOLECULE_PROJECT_DIRECTORY'])
 from tests.helpers.playbook import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONVERGE = os.path.join(SCENARIO, 'converge.yml')
 ROLES = os.path.join(SCENARIO, 'roles.yml')
 
+GPU_CHECK = os.path.join(os.environ['MOLECULE_PROJECT_DIRECTORY'], 'playbooks', 'gpu_check.yml')
 PINNED = '580.82.07-1'
 DRIVER_PACKAGES = ['nvidia-driver-cuda', 'nvidia-kernel-open-dkms', 'nvidia-persistenced', 'nvidia-fabricmanager']
 TOOLKIT_PACKAGES = ['nvidia-container-toolkit', 'nvidia-container-toolkit-base', 'libnvidia-container-tools',
@@ -119,11 +119,20 @@ def test_cdi_specification_lists_every_gpu(host):
 
 
 def test_check_mode_diff_shows_a_new_pin_without_making_it(host, tmp_path):
-    returncode, output = run_playbook(CONVERGE, {'nvidia_driver_version': '580.95.05-1'}, tmp_path,
+    returncode, output = run_playbook(ROLES, {'nvidia_driver_version': '580.95.05-1'}, tmp_path,
                                       check=True, diff=True)
     assert returncode == 0, output[-3000:]
     assert '-Pin: version 580.82.07-1 +Pin: version 580.95.05-1' in output, output[-3000:]
     assert version(host, 'nvidia-driver-cuda') == PINNED
+
+
+def test_gpu_check_reports_the_host_and_changes_nothing(host, tmp_path):
+    """The fleet check reads the real PCI bus here (no NVIDIA device; the names come from the stand-in nvidia-smi)."""
+    returncode, output = run_playbook(GPU_CHECK, {}, tmp_path)
+    assert returncode == 0, output[-3000:]
+    assert 'slm-nvidia: 0 NVIDIA GPU(s) on the bus (NVIDIA H100 80GB HBM3), NVSwitch: False, driver: ok 580.82.07.' in output
+    assert 'no FastChat image on the host yet, so container GPU access was not checked' in output
+    assert 'changed=0' in output
 
 
 @pytest.fixture
@@ -174,7 +183,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize('extra_vars, expected', list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
-def test_bad_input_fails_naming_the_variable_and_changes_nothing(extra_vars, expected, tmp_path):
+def test_bad_input_fails_naming_the_variable_and_changes_nothing(host, extra_vars, expected, tmp_path):
     returncode, output = run_playbook(ROLES, extra_vars, tmp_path)
     assert returncode != 0, output[-3000:]
     for text in expected:
@@ -216,16 +225,22 @@ def test_unsupported_os_fails_naming_the_host_facts(pretend_ubuntu_2004, tmp_pat
     assert 'changed=0' in output, output[-3000:]
 
 
-# Last: it leaves the host on another driver version than the inventory pins.
-def test_a_new_pin_moves_the_held_driver_and_reports_the_reboot_it_needs(host, tmp_path):
-    returncode, output = run_playbook(CONVERGE, {'nvidia_driver_version': '580.95.05-1'}, tmp_path)
+# Last (it changes the driver back and forth); every test takes `host` so
+# pytest keeps this file's order.
+def test_a_new_pin_moves_the_held_driver_up_and_back_and_reports_the_reboot(host, tmp_path):
+    returncode, output = run_playbook(ROLES, {'nvidia_driver_version': '580.95.05-1'}, tmp_path)
     assert returncode == 0, output[-3000:]
     assert 'REBOOT NEEDED: slm-nvidia must reboot' in output and 'a new driver was installed' in output
     for package in DRIVER_PACKAGES + ['libcuda1']:
         assert version(host, package) == '580.95.05-1', package
     assert set(DRIVER_PACKAGES) <= set(held(host))
     # The driver is in place now: a rerun neither changes nor asks for a reboot.
-    returncode, output = run_playbook(CONVERGE, {'nvidia_driver_version': '580.95.05-1'}, tmp_path)
+    returncode, output = run_playbook(ROLES, {'nvidia_driver_version': '580.95.05-1'}, tmp_path)
     assert returncode == 0 and 'changed=0' in output, output[-3000:]
     assert 'REBOOT NEEDED' not in output
     assert 'NVIDIA driver 580.95.05, 8 GPU(s) (NVIDIA H100 80GB HBM3), NVSwitch: True' in output
+    # Rolling back is a pin change too: the inventory's older pin takes the host back.
+    returncode, output = run_playbook(ROLES, {}, tmp_path)
+    assert returncode == 0 and 'REBOOT NEEDED' in output, output[-3000:]
+    for package in DRIVER_PACKAGES + ['libcuda1']:
+        assert version(host, package) == PINNED, package
