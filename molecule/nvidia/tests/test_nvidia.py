@@ -158,37 +158,28 @@ def test_host_that_must_have_gpus_fails_before_any_change(no_gpus, tmp_path):
 
 BAD_INPUTS = {
     'branch that is not three digits': (
-        {'nvidia_driver_branch': 'r580'}, ["nvidia_driver_branch 'r580' is not a driver branch"]),
+        None, {'nvidia_driver_branch': 'r580'}, ["nvidia_driver_branch 'r580' is not a driver branch"]),
     'version pin outside the branch': (
-        {'nvidia_driver_version': '570.195.03-1'},
+        None, {'nvidia_driver_version': '570.195.03-1'},
         ["nvidia_driver_version '570.195.03-1' does not belong to nvidia_driver_branch '580'"]),
     'version pin the repository does not have': (
-        {'nvidia_driver_version': '580.1.2-1'},
+        None, {'nvidia_driver_version': '580.1.2-1'},
         ["nvidia_driver_version '580.1.2-1' is not in the repository for nvidia-driver-cuda",
          'Available: 590.44.01-1, 580.95.05-1, 580.82.07-1']),
     'branch the repository does not have': (
-        {'nvidia_driver_branch': '570', 'nvidia_driver_version': ''},
+        None, {'nvidia_driver_branch': '570', 'nvidia_driver_version': ''},
         ["nvidia_driver_branch '570.*' is not in the repository"]),
     'unknown package source': (
-        {'nvidia_driver_source': 'runfile'}, ['nvidia_driver_source', 'auto, distribution, cuda']),
+        None, {'nvidia_driver_source': 'runfile'}, ['nvidia_driver_source', 'auto, distribution, cuda']),
     "Canonical's packages on Debian": (
-        {'nvidia_driver_source': 'distribution'}, ["nvidia_driver_source 'distribution' means Canonical's packages"]),
+        None, {'nvidia_driver_source': 'distribution'}, ["nvidia_driver_source 'distribution' means Canonical's packages"]),
     'signing key without its certificate': (
-        {'nvidia_driver_module_signing_key': '/root/mok.key'},
+        None, {'nvidia_driver_module_signing_key': '/root/mok.key'},
         ['nvidia_driver_module_signing_key and nvidia_driver_module_signing_certificate go together']),
     'toolkit version that is not a version': (
-        {'nvidia_container_toolkit_version': 'latest'},
+        None, {'nvidia_container_toolkit_version': 'latest'},
         ["nvidia_container_toolkit_version 'latest' is not a package version"]),
 }
-
-
-@pytest.mark.parametrize('extra_vars, expected', list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
-def test_bad_input_fails_naming_the_variable_and_changes_nothing(host, extra_vars, expected, tmp_path):
-    returncode, output = run_playbook(ROLES, extra_vars, tmp_path)
-    assert returncode != 0, output[-3000:]
-    for text in expected:
-        assert text in output, output[-3000:]
-    assert 'changed=0' in output, output[-3000:]
 
 
 @pytest.fixture
@@ -197,14 +188,6 @@ def secure_boot_on(host):
     host.run("printf '#!/bin/sh\\necho SecureBoot enabled\\n' > /usr/local/bin/mokutil && chmod 755 /usr/local/bin/mokutil")
     yield
     host.run('rm -f /usr/local/bin/mokutil')
-
-
-def test_secure_boot_without_signing_key_fails_before_installing(secure_boot_on, tmp_path):
-    returncode, output = run_playbook(ROLES, {}, tmp_path)
-    assert returncode != 0
-    assert 'Secure Boot is enabled on slm-nvidia (mokutil --sb-state) and no module signing key is configured' in output
-    assert 'nvidia_driver_module_signing_key' in output
-    assert 'changed=0' in output, output[-3000:]
 
 
 @pytest.fixture
@@ -217,11 +200,28 @@ def pretend_ubuntu_2004(host):
     host.run('rm -f /etc/os-release && mv /var/tmp/os-release.real /etc/os-release')
 
 
-def test_unsupported_os_fails_naming_the_host_facts(pretend_ubuntu_2004, tmp_path):
-    returncode, output = run_playbook(ROLES, {}, tmp_path)
-    assert returncode != 0
-    assert 'slm.fastchat.nvidia_driver supports Debian-12, Debian-13, Ubuntu-22.04, Ubuntu-24.04' in output
-    assert 'slm-nvidia is Ubuntu-20.04 (ansible_facts.distribution / distribution_version)' in output
+BAD_INPUTS.update({
+    'Secure Boot on without a signing key': (
+        'secure_boot_on', {},
+        ['Secure Boot is enabled on slm-nvidia (mokutil --sb-state) and no module signing key is configured',
+         'nvidia_driver_module_signing_key']),
+    'unsupported OS': (
+        'pretend_ubuntu_2004', {},
+        ['slm.fastchat.nvidia_driver supports Debian-12, Debian-13, Ubuntu-22.04, Ubuntu-24.04',
+         'slm-nvidia is Ubuntu-20.04 (ansible_facts.distribution / distribution_version)']),
+})
+
+
+@pytest.mark.parametrize('condition, extra_vars, expected', list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_input_fails_before_installing_naming_the_variable_or_fact(host, request, condition, extra_vars, expected,
+                                                                        tmp_path):
+    """A wrong variable, or a host fact the roles cannot work with (set up by the fixture named in `condition`)."""
+    if condition:
+        request.getfixturevalue(condition)
+    returncode, output = run_playbook(ROLES, extra_vars, tmp_path)
+    assert returncode != 0, output[-3000:]
+    for text in expected:
+        assert text in output, output[-3000:]
     assert 'changed=0' in output, output[-3000:]
 
 
