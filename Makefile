@@ -75,6 +75,11 @@ demo: venv collection testhost ## Serve SmolLM2 over HTTPS from a local test hos
 	scripts/local-sources.sh $(DEMO)
 	python scripts/prepare_demo_model.py $(DEMO)/SmolLM2-135M-Instruct
 	@umask 077; [ -s $(DEMO)/api_key ] || python -c 'import secrets; print("sk-demo-" + secrets.token_urlsafe(24))' > $(DEMO)/api_key
+	@# After a reboot (or a restarted engine) the host is stopped or gone while
+	@# Molecule still records it as created: start it again, or forget it.
+	@state=$$(docker inspect -f '{{.State.Running}}' slm-demo 2>/dev/null || echo missing); \
+	if [ "$$state" = false ]; then echo "starting the stopped demo host"; docker start slm-demo >/dev/null; \
+	elif [ "$$state" = missing ]; then molecule destroy -s demo >/dev/null; fi
 	SLM_TESTHOST_HTTPS=127.0.0.1:8443:443 molecule create -s demo
 	ansible-playbook -i inventories/demo site.yml
 	@umask 077; { echo "export OPENAI_BASE_URL=https://127.0.0.1:8443/v1"; \

@@ -11,6 +11,7 @@ Usage: prepare_demo_model.py OUTDIR   (does nothing when OUTDIR is complete)
 
 import glob
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -27,8 +28,28 @@ def gguf_path():
     return files[0]
 
 
+def without_bos(tokenizer):
+    """Tokenise prompts as upstream SmolLM2 does: no BOS token in front.
+
+    The GGUF says add_bos_token with <|im_start|> as BOS, so every ChatML
+    prompt (which starts with <|im_start|>) got it twice and the model
+    answered in garbled French; HuggingFaceTB's own tokenizer adds nothing.
+    """
+    tokenizer.add_bos_token = False
+    return tokenizer
+
+
+def tokenizer_adds_bos(outdir):
+    with open(os.path.join(outdir, 'tokenizer_config.json')) as handle:
+        return json.load(handle).get('add_bos_token', False)
+
+
 def main(outdir):
     if os.path.exists(os.path.join(outdir, 'config.json')) and glob.glob(os.path.join(outdir, '*.safetensors')):
+        if tokenizer_adds_bos(outdir):
+            from transformers import AutoTokenizer
+            without_bos(AutoTokenizer.from_pretrained(outdir)).save_pretrained(outdir)
+            print('%s: tokenizer no longer adds a BOS token' % outdir)
         print('%s is ready' % outdir)
         return
     import torch
@@ -37,7 +58,7 @@ def main(outdir):
     source = gguf_path()
     print('converting %s (about a minute)' % os.path.basename(source), flush=True)
     directory, name = os.path.split(source)
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    tokenizer = without_bos(AutoTokenizer.from_pretrained(directory, gguf_file=name))
     # bfloat16 halves the copy to the host; FastChat upcasts on the CPU.
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name).to(torch.bfloat16)
     parent = os.path.dirname(os.path.abspath(outdir))

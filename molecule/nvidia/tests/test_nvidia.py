@@ -213,8 +213,8 @@ BAD_INPUTS.update({
 
 
 @pytest.mark.parametrize('condition, extra_vars, expected', list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
-def test_bad_input_fails_before_installing_naming_the_variable_or_fact(host, request, condition, extra_vars, expected,
-                                                                        tmp_path):
+def test_bad_input_fails_before_installing_naming_the_variable_or_fact(
+        host, request, condition, extra_vars, expected, tmp_path):
     """A wrong variable, or a host fact the roles cannot work with (set up by the fixture named in `condition`)."""
     if condition:
         request.getfixturevalue(condition)

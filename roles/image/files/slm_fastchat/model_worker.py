@@ -69,11 +69,30 @@ def adapt(generate, tokenizer, conv, stock_generate=None):
     return with_stop_token_ids(generate, stop_ids), stop_ids
 
 
+def doubled_bos(tokenizer, conv):
+    """Whether prompts would start with the BOS token twice: once from the
+    template's text, once added by the tokenizer (e.g. a ChatML model whose
+    tokenizer adds <|im_start|> as BOS). The model then answers badly, silently."""
+    bos = getattr(tokenizer, 'bos_token_id', None)
+    if bos is None:
+        return False
+    sample = conv.copy()
+    sample.append_message(sample.roles[0], 'Hello')
+    sample.append_message(sample.roles[1], None)
+    ids = tokenizer(sample.get_prompt()).input_ids
+    return len(ids) >= 2 and ids[0] == bos and ids[1] == bos
+
+
 def worker_class(base):
     """Subclass FastChat's ModelWorker so the fixes are in place before it registers."""
     class Worker(base):
         def __init__(self, *args, no_register=False, **kwargs):
             super().__init__(*args, no_register=True, **kwargs)
+            if doubled_bos(self.tokenizer, self.conv):
+                sys.exit('the tokenizer adds %s in front of every prompt and template %s starts with it too: set '
+                         '"add_bos_token": false in the model\'s tokenizer_config.json (as its upstream tokenizer '
+                         'does) or choose the family whose template matches the model'
+                         % (self.tokenizer.bos_token, self.conv.name))
             self.generate_stream_func, stop_ids = adapt(self.generate_stream_func, self.tokenizer, self.conv)
             # The API server copies the template from the worker and sends
             # these back with every request.

@@ -121,3 +121,19 @@ class _NoTokens:
 def test_worker_refuses_bad_arguments_before_loading_anything(argv, message):
     with pytest.raises(SystemExit, match=message):
         model_worker.main(argv)
+
+
+@pytest.mark.parametrize('family, bos, doubled', [
+    # What the demo's GGUF conversion did before scripts/prepare_demo_model.py fixed it.
+    ('smollm2', '<|im_start|>', True),
+    ('smollm2', None, False),
+    ('llama-3', '<|begin_of_text|>', False),
+    ('gemma-2', '<bos>', False),
+])
+def test_a_bos_token_the_template_already_writes_is_caught(family, bos, doubled):
+    import char_tokenizer  # pylint: disable=import-outside-toplevel
+    templates.register()
+    specials = ['<|im_start|>', '<|im_end|>', '<|begin_of_text|>', '<|start_header_id|>', '<|end_header_id|>',
+                '<|eot_id|>', '<bos>', '<eos>', '<start_of_turn>', '<end_of_turn>']
+    tokenizer = char_tokenizer.build(specials, bos=bos)
+    assert model_worker.doubled_bos(tokenizer, get_conv_template(family)) is doubled
