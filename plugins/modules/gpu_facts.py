@@ -25,16 +25,16 @@ options:
     description: Where the PCI devices are listed.
     type: path
     default: /sys/bus/pci/devices
+extends_documentation_fragment:
+  - slm.fastchat.attributes
+  - slm.fastchat.attributes.facts
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
   facts:
     support: full
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
 '''
 
 EXAMPLES = r'''

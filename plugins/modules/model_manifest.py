@@ -30,13 +30,13 @@ options:
       - The revision the caller wants. When given, RV(up_to_date) is true only if the manifest
         records this revision and the files verify.
     type: str
+extends_documentation_fragment:
+  - slm.fastchat.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 '''
 
 EXAMPLES = r'''

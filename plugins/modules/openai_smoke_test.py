@@ -55,14 +55,14 @@ options:
     description: Seconds for each request.
     type: int
     default: 300
+extends_documentation_fragment:
+  - slm.fastchat.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details: The test sends requests in check mode too; it changes nothing either way.
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 '''
 
 EXAMPLES = r'''
