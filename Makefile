@@ -34,6 +34,14 @@ $(VENV)/.stamp: requirements/dev.in requirements/constraints.txt
 
 venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements
 
+# sslyze, the TLS scanner e2e checks the endpoint with, needs an older
+# cryptography than ansible: it lives in a virtualenv of its own.
+SSLYZE := .cache/sslyze/bin/sslyze
+$(SSLYZE): requirements/sslyze.txt
+	$(PYTHON) -m venv .cache/sslyze
+	.cache/sslyze/bin/pip install --quiet --no-deps -r requirements/sslyze.txt
+	touch $@
+
 # slm.fastchat.* resolves from the checkout through this link (ansible.cfg).
 $(LINK):
 	mkdir -p $(dir $@)
@@ -61,7 +69,7 @@ lint: yamllint ansible-lint sanity ## yamllint, ansible-lint (production profile
 unit: venv collection ## Unit and collection tests (pytest)
 	pytest -q tests/unit tests/integration
 
-molecule: venv collection testhost ## Molecule scenarios: all, or SCENARIO=<name>
+molecule: venv collection testhost $(SSLYZE) ## Molecule scenarios: all, or SCENARIO=<name>
 	@failed=; for s in $(or $(SCENARIO),$(SCENARIOS)); do \
 	  echo "--- molecule test -s $$s"; molecule test -s $$s || failed="$$failed $$s"; done; \
 	  if [ -n "$$failed" ]; then echo "failed scenarios:$$failed"; exit 1; fi

@@ -1,18 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) slm.fastchat contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Start FastChat's OpenAI API server with API keys read from a file.
+"""Start slm.fastchat's OpenAI API server (``slm_fastchat.openai_api``).
 
-FastChat only takes keys as ``--api-keys a,b`` on the command line, where any
-user on the host can read them in ``ps``. This entry point accepts the same
-arguments but reads the keys from the file named by SLM_FASTCHAT_API_KEYS_FILE
-(one key per line, ``#`` comments allowed) and refuses ``--api-keys``.
-
-It also renders prompts with slm.fastchat's conversation templates: FastChat's
-API server builds each prompt itself from the template it copies from the
-worker, so it needs the same renderer (``slm_fastchat.templates``).
+Arguments: ``--host``, ``--port``, ``--controller-address`` (as FastChat's
+``openai_api_server`` takes them) and ``--worker-api-timeout`` (seconds,
+default ``FASTCHAT_WORKER_API_TIMEOUT`` or 100). API keys come from the file
+named by SLM_FASTCHAT_API_KEYS_FILE (one key per line, ``#`` comments
+allowed), never from the command line, where any user on the host could read
+them in ``ps``: ``--api-keys`` is refused, and so is starting without keys.
 """
 
+import argparse
 import os
 import sys
 
@@ -31,25 +30,33 @@ def read_api_keys(path):
     return keys
 
 
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog='python -m slm_fastchat.api_server', description=__doc__.split('\n')[0])
+    parser.add_argument('--host', default='localhost')
+    parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument('--controller-address', default='http://localhost:21001')
+    parser.add_argument('--worker-api-timeout', type=float,
+                        default=float(os.environ.get('FASTCHAT_WORKER_API_TIMEOUT', '100')))
+    return parser.parse_args(argv)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(arg == '--api-keys' or arg.startswith('--api-keys=') for arg in argv):
         sys.exit('refusing --api-keys: it would show the keys in the process list; set %s' % KEYS_FILE_VARIABLE)
+    args = parse_args(argv)
     keys_file = os.environ.get(KEYS_FILE_VARIABLE)
-    keys = read_api_keys(keys_file) if keys_file else None
+    if not keys_file:
+        sys.exit('%s is not set: the API server refuses to serve without API keys' % KEYS_FILE_VARIABLE)
+    keys = read_api_keys(keys_file)
 
-    # Imported late so the checks above run (and are testable) without FastChat.
+    # Imported late so the checks above run (and are testable) without the server's dependencies.
     import uvicorn
-    from fastchat.serve import openai_api_server as server
-    from slm_fastchat import templates
+    from slm_fastchat import openai_api, templates
 
     templates.register()
-    server.Conversation = templates.FamilyConversation
-
-    sys.argv = [sys.argv[0]] + argv
-    args = server.create_openai_api_server()
-    server.app_settings.api_keys = keys
-    uvicorn.run(server.app, host=args.host, port=args.port, log_level='info')
+    app = openai_api.create_app(args.controller_address, keys, timeout=args.worker_api_timeout)
+    uvicorn.run(app, host=args.host, port=args.port, log_level='info', server_header=False)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,9 @@ the worker registers with the controller it
   otherwise never see (it matches stop strings against text decoded without
   special tokens);
 - corrects ``usage.completion_tokens``, which fschat 0.2.36's
-  ``generate_stream`` reports one too low when it stops on max_tokens.
+  ``generate_stream`` reports one too low when it stops on max_tokens;
+- keeps the whole prompt when it fills exactly the room that max_tokens
+  leaves (``generate_stream`` dropped its first token).
 """
 
 import functools
@@ -56,6 +58,21 @@ def with_length_usage_fixed(generate):
     return wrapper
 
 
+def with_whole_prompt(generate):
+    """Wrap fschat's generate_stream so a prompt that exactly fills the room max_tokens leaves is kept whole.
+
+    It keeps only the last ``context_len - max_new_tokens - 1`` prompt tokens,
+    one fewer than fits, so such a prompt silently lost its first token (the
+    template's opening one). The API server never asks for more than the
+    context holds (``prompt + max_new_tokens <= context_len``), so one more
+    position is always there.
+    """
+    @functools.wraps(generate)
+    def wrapper(model, tokenizer, params, device, context_len, *args, **kwargs):
+        return generate(model, tokenizer, params, device, context_len + 1, *args, **kwargs)
+    return wrapper
+
+
 def adapt(generate, tokenizer, conv, stock_generate=None):
     """Return (generate function, stop token ids) for a worker serving ``conv`` with ``tokenizer``."""
     stop_ids = list(conv.stop_token_ids or [])
@@ -65,7 +82,7 @@ def adapt(generate, tokenizer, conv, stock_generate=None):
     if stock_generate is None:
         from fastchat.serve.inference import generate_stream as stock_generate
     if generate is stock_generate:
-        generate = with_length_usage_fixed(generate)
+        generate = with_length_usage_fixed(with_whole_prompt(generate))
     return with_stop_token_ids(generate, stop_ids), stop_ids
 
 

@@ -16,6 +16,7 @@ tokenises prompts with the tokenizer's defaults, which add it.
 """
 
 import collections
+import dataclasses
 
 from fastchat.conversation import Conversation, SeparatorStyle, register_conv_template
 
@@ -129,3 +130,35 @@ def stop_token_ids(tokenizer, stop_strings):
         if len(encoded) == 1 and encoded[0] not in ids:
             ids.append(encoded[0])
     return ids
+
+
+def conversation_from_dict(fields):
+    """A FamilyConversation from a worker's ``/worker_get_conv_template`` answer (the dataclass as JSON)."""
+    known = {field.name for field in dataclasses.fields(Conversation)}
+    values = {name: value for name, value in fields.items() if name in known}
+    values['roles'] = tuple(values.get('roles') or ())
+    values['messages'] = [list(message) for message in values.get('messages') or []]
+    if 'sep_style' in values:
+        values['sep_style'] = SeparatorStyle(values['sep_style'])
+    return FamilyConversation(**values)
+
+
+def render_messages(conv, messages):
+    """The prompt for OpenAI chat ``messages`` ((role, text) pairs) in ``conv``'s template, ending with the
+    assistant's turn opened.
+
+    System and developer messages (developer is the newer name for system)
+    become the template's system message, joined by blank lines wherever they
+    stand; without one the template's default stays. Tool results become
+    user turns: none of the families has a tool role.
+    """
+    conv = conv.copy()
+    system = [text for role, text in messages if role in ('system', 'developer')]
+    if system:
+        conv.system_message = MERGED_SYSTEM_SEPARATOR.join(system)
+    for role, text in messages:
+        if role in ('system', 'developer'):
+            continue
+        conv.append_message(conv.roles[1] if role == 'assistant' else conv.roles[0], text)
+    conv.append_message(conv.roles[1], None)
+    return conv.get_prompt()
