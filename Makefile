@@ -17,7 +17,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help venv collection host-tools testhost lint yamllint ansible-lint sanity unit \
-        molecule test demo demo-down benchmark build lock clean
+        molecule test demo demo-down benchmark benchmark-api build lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -116,6 +116,9 @@ lock: ## Regenerate requirements/constraints.txt from requirements/dev.in
 
 clean: ## Remove the virtualenv and caches (not the test-host image)
 	rm -rf $(VENV) .cache tests/output
+
+benchmark-api: venv collection ## slm.fastchat's OpenAI layer vs FastChat's, side by side on the demo
+	benchmarks/api_layer.sh
 
 benchmark: venv collection ## Measure the demo (proxy overhead, workers, dispatch); needs `make demo`
 	benchmarks/run.sh

@@ -181,8 +181,8 @@ def _bad(client, **request):
     ([{'role': 'user'}], 'messages[0].content', 'missing_required_parameter'),
     ([{'role': 'wizard', 'content': 'hi'}], 'messages[0].role', 'invalid_value'),
     ([{'content': 'hi'}], 'messages[0].role', 'missing_required_parameter'),
-    ([{'role': 'user', 'content': [{'type': 'text', 'text': 'look'},
-                                    {'type': 'image_url', 'image_url': {'url': 'data:,'}}]}],
+    ([{'role': 'user', 'content': [
+        {'type': 'text', 'text': 'look'}, {'type': 'image_url', 'image_url': {'url': 'data:,'}}]}],
      'messages[0].content[1].type', 'unsupported_content_type'),
     ([{'role': 'system', 'content': [{'type': 'input_audio', 'input_audio': {}}]},
       {'role': 'user', 'content': 'hi'}], 'messages[0].content[0].type', 'unsupported_content_type'),

@@ -53,6 +53,7 @@ def test_a_valid_inventory_passes(tmp_path):
     ({'fastchat_models': [dict(PINNED[0], family='phi-3')]},
      "fastchat_models[0] (phi-4).family 'phi-3' is not a supported model family"),
     ({'fastchat_gpu_count': 2}, 'needs 4 GPUs (phi-4: 2 x 2) but the host has 2'),
+    ({'vault_fastchat_api_keys': []}, 'serve_api_keys (fastchat_api_keys) must list at least one key'),
     ({'serve_dispatch_method': 'round_robin'}, 'serve_dispatch_method must be one of: lottery, shortest_queue'),
     ({'tls_proxy_certificate_mode': 'provided', 'tls_proxy_certificate_file': '/nonexistent/cert.pem',
       'tls_proxy_key_file': '/nonexistent/key.pem'}, "tls_proxy_certificate_file ('/nonexistent/cert.pem')"),

@@ -31,7 +31,7 @@ def read_api_keys(path):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog='python -m slm_fastchat.api_server', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m slm_fastchat.api_server', description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--host', default='localhost')
     parser.add_argument('--port', type=int, default=8000)
     parser.add_argument('--controller-address', default='http://localhost:21001')

@@ -183,7 +183,7 @@ def _merge(generations):
     async def merged():
         tasks = [asyncio.ensure_future(pump(generation)) for generation in generations]
         try:
-            for _ in range(len(generations)):
+            for _generation in generations:
                 while True:
                     generation, piece, error = await queue.get()
                     if error:
@@ -209,7 +209,7 @@ class Api:
 
     def check_key(self, request):
         header = request.headers.get('authorization', '')
-        scheme, _, key = header.partition(' ')
+        scheme, _space, key = header.partition(' ')
         if not header or scheme.lower() != 'bearer' or not key.strip():
             raise APIError(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
                                 'header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).')

@@ -36,3 +36,9 @@ def test_keys_on_the_command_line_are_refused():
         main(['--api-keys', 'sk-visible-in-ps'])
     with pytest.raises(SystemExit, match='refusing --api-keys'):
         main(['--api-keys=sk-visible-in-ps'])
+
+
+def test_starting_without_keys_is_refused(monkeypatch):
+    monkeypatch.delenv('SLM_FASTCHAT_API_KEYS_FILE', raising=False)
+    with pytest.raises(SystemExit, match='refuses to serve without API keys'):
+        main(['--port', '8000'])

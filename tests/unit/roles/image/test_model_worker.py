@@ -98,6 +98,38 @@ def test_completion_tokens_count_every_token_on_max_tokens(tiny_gemma):
     assert final['usage']['total_tokens'] == final['usage']['prompt_tokens'] + 2
 
 
+def prefill_ids(model, generate, tokenizer, params, context_len):
+    """The token ids the model is first called with (the prompt it sees), running ``generate``."""
+    seen = []
+
+    def hook(_module, args, kwargs):
+        ids = kwargs.get('input_ids', args[0] if args else None)
+        if not seen:
+            seen.append(ids[0].tolist())
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        list(generate(model, tokenizer, dict(params), 'cpu', context_len, 1))
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize('room_left', [0, 1, 5])
+def test_the_model_sees_the_whole_prompt_whatever_max_tokens_is(tiny_gemma, room_left):
+    """The API server asks for at most what the context leaves; the prompt must reach the model whole."""
+    model, tokenizer = tiny_gemma
+    conv = gemma_conv()
+    params = request(conv, 1)
+    prompt_ids = tokenizer(params['prompt']).input_ids
+    context_len = len(prompt_ids) + 8
+    params['max_new_tokens'] = context_len - len(prompt_ids) - room_left
+    generate, _stop_ids = model_worker.adapt(generate_stream, tokenizer, conv)
+    assert prefill_ids(model, generate, tokenizer, params, context_len) == prompt_ids
+    if room_left == 0:
+        # fschat's own truncation, the bug: the first prompt token (<bos>) is cut.
+        assert prefill_ids(model, generate_stream, tokenizer, params, context_len) == prompt_ids[1:]
+
+
 def test_other_generate_functions_keep_their_usage():
     def generate(*_args, **_kwargs):
         yield {'text': 'x', 'usage': {'prompt_tokens': 1, 'completion_tokens': 4, 'total_tokens': 5},
