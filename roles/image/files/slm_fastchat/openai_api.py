@@ -41,6 +41,8 @@ LOG = logging.getLogger('slm_fastchat.openai_api')
 
 # Worker error codes (fastchat.constants.ErrorCode) that mean "no capacity now" rather than a fault.
 _UNAVAILABLE = {50002, 50005, 50006}
+# Workers tried for one choice when they fail before their first token.
+ATTEMPTS = 3
 
 
 def _now():
@@ -72,9 +74,13 @@ class Backend:
             raise APIError(503, 'The model backend is not reachable right now; try again shortly.',
                            type='server_error', code='service_unavailable') from None
 
+    async def refresh(self):
+        """Have the controller check every worker now and drop those that do not answer."""
+        await self._post(self.controller + '/refresh_all_workers')
+
     async def models(self):
         """Sorted model names served by at least one live worker."""
-        await self._post(self.controller + '/refresh_all_workers')
+        await self.refresh()
         return sorted((await self._post(self.controller + '/list_models')).get('models', []))
 
     async def worker(self, model):
@@ -260,25 +266,49 @@ class Api:
         return params, prompt_tokens
 
     async def _start(self, params, index, prompt_tokens, prefix=''):
-        """A Generation whose first event has arrived, so a failure before any token is an HTTP error."""
-        events = self.backend.generate(await self._address(params['model']), params)
-        first = await events.__anext__()
-        error = _worker_error(first)
-        if error:
-            await events.aclose()
-            raise error
+        """A Generation whose first event has arrived, so a failure before any token is an HTTP error.
 
-        async def replay():
-            yield first
-            async for event in events:
-                yield event
-        return Generation(index, replay(), prefix, prompt_tokens)
+        A worker that cannot be reached before it sent anything (killed,
+        restarting) costs the client nothing: the request goes to another
+        worker of the model (``_retrying``).
+        """
+        async def start_once():
+            events = self.backend.generate(await self.backend.worker(params['model']), params)
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                raise APIError(500, 'The model worker ended the stream without a reply.', type='server_error',
+                               code='server_error') from None
+            error = _worker_error(first)
+            if error:
+                await events.aclose()
+                raise error
 
-    async def _address(self, model):
-        return await self.backend.worker(model)
+            async def replay():
+                yield first
+                async for event in events:
+                    yield event
+            return Generation(index, replay(), prefix, prompt_tokens)
+        return await self._retrying(start_once)
 
-    async def chat(self, body):
-        request = parse_chat(body)
+    async def _retrying(self, step):
+        """``await step()``, again when the worker it reached is gone (503), up to ATTEMPTS times.
+
+        The controller is first told to check every worker now
+        (``/refresh_all_workers``), which drops the dead one at once instead
+        of after its heartbeat expires, so the next pick is another worker.
+        """
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return await step()
+            except APIError as error:
+                if error.status != 503 or attempt == ATTEMPTS:
+                    raise
+                LOG.warning('a worker failed before its first token (%s); trying another', error.message)
+                await self.backend.refresh()
+        raise AssertionError('unreachable')
+
+    async def _chat_setup(self, request):
         address = await self.backend.worker(request['model'])
         conv = await self.backend.conversation(address, request['model'])
         prompt = templates.render_messages(conv, request['messages'])
@@ -287,6 +317,11 @@ class Api:
         stop_str = conv.stop_str if isinstance(conv.stop_str, list) else ([conv.stop_str] if conv.stop_str else [])
         params['stop'] = stop_str + [stop for stop in request['stop'] if stop not in stop_str]
         params['stop_token_ids'] = list(conv.stop_token_ids or [])
+        return params, prompt_tokens
+
+    async def chat(self, body):
+        request = parse_chat(body)
+        params, prompt_tokens = await self._retrying(lambda: self._chat_setup(request))
         generations = await asyncio.gather(*(self._start(params, index, prompt_tokens)
                                              for index in range(request['n'])))
         ident = 'chatcmpl-' + uuid.uuid4().hex
@@ -333,8 +368,11 @@ class Api:
 
     async def completion(self, body):
         request = parse_completion(body)
-        address = await self.backend.worker(request['model'])
-        prepared = [await self._prepare(request, prompt, address) for prompt in request['prompts']]
+
+        async def setup():
+            address = await self.backend.worker(request['model'])
+            return [await self._prepare(request, prompt, address) for prompt in request['prompts']]
+        prepared = await self._retrying(setup)
         starts = []
         for number, (params, prompt_tokens) in enumerate(prepared):
             prefix = params['prompt'] if request['echo'] else ''

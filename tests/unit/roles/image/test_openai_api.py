@@ -37,7 +37,8 @@ def free_port():
 
 
 @pytest.fixture(scope='module')
-def endpoint(tmp_path_factory):
+def stack(tmp_path_factory):
+    """{'endpoint': Endpoint, 'controller': controller URL} of the running loopback stack."""
     import make_tiny_gemma  # pylint: disable=import-outside-toplevel
     import make_tiny_model  # pylint: disable=import-outside-toplevel
     work = tmp_path_factory.mktemp('stack')
@@ -80,12 +81,17 @@ def endpoint(tmp_path_factory):
                                  for index in range(len(processes)))
                 pytest.fail('the local FastChat stack did not come up:\n' + logs)
             time.sleep(1)
-        yield Endpoint(base, KEY, None)
+        yield {'endpoint': Endpoint(base, KEY, None), 'controller': controller_url}
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope='module')
+def endpoint(stack):
+    return stack['endpoint']
 
 
 @pytest.fixture(scope='module')
@@ -96,3 +102,22 @@ def chat_model():
 @pytest.fixture(scope='module')
 def stop_model():
     return 'tiny-gemma'
+
+
+def test_a_dead_worker_costs_no_request_and_leaves_rotation(stack, client, chat_model):
+    """A worker the controller still lists (e.g. just killed) is tried, found gone and dropped; every request
+    is answered by the live worker."""
+    dead = 'http://127.0.0.1:%d' % free_port()
+    # Its last status said it was the idlest worker, so the controller picks it first.
+    httpx.post(stack['controller'] + '/register_worker', timeout=5, json={
+        'worker_name': dead, 'check_heart_beat': False,
+        'worker_status': {'model_names': [chat_model], 'speed': 1, 'queue_length': -1}}).raise_for_status()
+    picked = httpx.post(stack['controller'] + '/get_worker_address', json={'model': chat_model}, timeout=5).json()
+    assert picked['address'] == dead
+    for _ in range(5):
+        reply = client.chat.completions.create(model=chat_model, messages=[{'role': 'user', 'content': 'hi'}],
+                                               max_tokens=2, temperature=0)
+        assert reply.usage.completion_tokens == 2
+    for _ in range(5):
+        picked = httpx.post(stack['controller'] + '/get_worker_address', json={'model': chat_model}, timeout=5)
+        assert picked.json()['address'] != dead
