@@ -145,7 +145,9 @@ class Generation:
         self.index = index
         self.events = events
         self.prefix = prefix
+        # The worker's latest text (the reply), and how much of it went out as deltas.
         self.text = ''
+        self.sent = 0
         self.finish_reason = None
         self.completion_tokens = 0
         # What the worker reports it fed the model; the counted length until then.
@@ -164,8 +166,11 @@ class Generation:
             # until its last byte arrives: hold it back until then.
             if text.endswith('\ufffd') and event.get('finish_reason') is None:
                 continue
-            if text.startswith(self.text) and len(text) > len(self.text):
-                piece, self.text = text[len(self.text):], text
+            self.text = text
+            # Decoding may tidy text already sent (spaces before punctuation);
+            # like FastChat, send what lies beyond it rather than resend.
+            if len(text) > self.sent:
+                piece, self.sent = text[self.sent:], len(text)
                 yield piece
             usage = event.get('usage') or {}
             self.completion_tokens = usage.get('completion_tokens', self.completion_tokens)
