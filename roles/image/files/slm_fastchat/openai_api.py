@@ -260,7 +260,8 @@ class Api:
                                 '(%d in the messages, %d in the completion). Please reduce the length of the '
                                 'messages or completion.' % (context, prompt_tokens + (wanted or 1), prompt_tokens,
                                                              wanted or 1),
-                           param=request['max_tokens_param'] if room >= 1 else 'messages',
+                           param=request['max_tokens_param'] if room >= 1 else (
+                               'messages' if 'messages' in request else 'prompt'),
                            code='context_length_exceeded')
         max_new_tokens = room if wanted is None else min(wanted, room)
         params = {
