@@ -22,10 +22,11 @@ mkdir -p "$out"
 docker inspect "$host" >/dev/null 2>&1 || { echo "no demo host: run make demo first" >&2; exit 1; }
 docker cp benchmarks/load.py "$host:/var/tmp/slm-load.py"
 docker exec "$host" docker cp /var/tmp/slm-load.py "$container:/tmp/slm-load.py"
-stop_fastchat() { docker exec "$host" docker exec "$container" pkill -f fastchat.serve.openai_api_server || true; }
+# The image has no pkill: the server's shell records its PID, and kill ends it.
+stop_fastchat() { docker exec "$host" docker exec "$container" sh -c 'kill "$(cat /tmp/fastchat-api.pid)"' || true; }
 trap stop_fastchat EXIT
-docker exec "$host" docker exec -d "$container" python -m fastchat.serve.openai_api_server \
-  --controller-address http://fastchat-controller:21001 --host 127.0.0.1 --port 8001
+docker exec "$host" docker exec -d "$container" sh -c 'echo $$ > /tmp/fastchat-api.pid; exec python -m \
+  fastchat.serve.openai_api_server --controller-address http://fastchat-controller:21001 --host 127.0.0.1 --port 8001'
 for _ in $(seq 1 60); do
   docker exec "$host" docker exec "$container" python -c \
     "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/v1/models', timeout=2)" 2>/dev/null && break
