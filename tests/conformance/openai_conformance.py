@@ -3,12 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """OpenAI API conformance of an slm.fastchat endpoint, one test per rule (issue 9).
 
-A test module imports everything from here and defines these fixtures:
+A test module imports everything from here and defines the fixture
+``endpoint``: an :class:`Endpoint` (base URL without ``/v1``, key, CA file or
+None). The endpoint serves the two tiny fixture models (override the
+fixtures to name others):
 
-- ``endpoint``: an :class:`Endpoint` (base URL without ``/v1``, key, CA file or None);
 - ``chat_model``: a model that never ends its turn by itself (every reply runs
-  to max_tokens at temperature 0), e.g. the tiny Llama fixture;
-- ``stop_model``: a model that answers "OK!" and ends its turn (tiny gemma-2).
+  to max_tokens at temperature 0): tests/fixtures/models/make_tiny_model.py;
+- ``stop_model``: a model that answers "OK!" and ends its turn:
+  tests/fixtures/models/make_tiny_gemma.py.
 
 Used by tests/unit/roles/image/test_openai_api.py (the API server alone, in
 process) and molecule/e2e/tests/test_conformance.py (the deployment, through
@@ -37,6 +40,16 @@ def client_for(endpoint, key=None):
 
 def http_for(endpoint):
     return httpx.Client(base_url=endpoint.base, verify=endpoint.ca or True, timeout=120)
+
+
+@pytest.fixture(scope='module')
+def chat_model():
+    return 'tiny-llama'
+
+
+@pytest.fixture(scope='module')
+def stop_model():
+    return 'tiny-gemma'
 
 
 @pytest.fixture(scope='module')

@@ -34,16 +34,6 @@ def endpoint(address):
     return Endpoint('https://%s' % address, KEY, CA)
 
 
-@pytest.fixture(scope='module')
-def chat_model():
-    return 'tiny-llama'
-
-
-@pytest.fixture(scope='module')
-def stop_model():
-    return 'tiny-gemma'
-
-
 def test_a_body_over_the_limit_is_413_in_openais_envelope(http, endpoint):
     response = http.post('/v1/chat/completions', content=b'x' * (11 * 1024 * 1024),
                          headers={'Authorization': 'Bearer ' + endpoint.key, 'Content-Type': 'application/json'})

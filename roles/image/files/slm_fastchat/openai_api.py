@@ -344,33 +344,20 @@ class Api:
 
     async def _chat_stream(self, ident, request, generations):
         created = _now()
-
-        def chunk(choices, usage=None):
-            payload = ChatCompletionChunk(id=ident, object='chat.completion.chunk', created=created,
-                                          model=request['model'], choices=choices)
-            data = _dump(payload)
-            if request['include_usage']:
-                data['usage'] = _dump(usage) if usage else None
-            return _sse(data)
-
+        chunk = _chunker(request, lambda choices: ChatCompletionChunk(
+            id=ident, object='chat.completion.chunk', created=created, model=request['model'], choices=choices))
         for generation in generations:
             yield chunk([ChunkChoice(index=generation.index, delta=ChoiceDelta(role='assistant', content=''),
                                      finish_reason=None, logprobs=None)])
-        try:
-            async for generation, piece in _merge(generations):
-                if piece is None:
-                    yield chunk([ChunkChoice(index=generation.index, delta=ChoiceDelta(),
-                                             finish_reason=generation.finish_reason, logprobs=None)])
-                else:
-                    yield chunk([ChunkChoice(index=generation.index, delta=ChoiceDelta(content=piece),
-                                             finish_reason=None, logprobs=None)])
-        except APIError as error:
-            yield _sse(error.body())
-            yield b'data: [DONE]\n\n'
-            return
-        if request['include_usage']:
-            yield chunk([], _usage(generations, request['n']))
-        yield b'data: [DONE]\n\n'
+
+        def choice(generation, piece):
+            if piece is None:
+                return ChunkChoice(index=generation.index, delta=ChoiceDelta(),
+                                   finish_reason=generation.finish_reason, logprobs=None)
+            return ChunkChoice(index=generation.index, delta=ChoiceDelta(content=piece), finish_reason=None,
+                               logprobs=None)
+        async for event in _events(request, generations, chunk, choice):
+            yield event
 
     async def completion(self, body):
         request = parse_completion(body)
@@ -398,26 +385,41 @@ class Api:
 
     async def _completion_stream(self, ident, request, generations):
         created = _now()
+        chunk = _chunker(request, lambda choices: Completion(
+            id=ident, object='text_completion', created=created, model=request['model'], choices=choices))
 
-        def chunk(choices, usage=None):
-            data = _dump(Completion(id=ident, object='text_completion', created=created, model=request['model'],
-                                    choices=choices))
-            if request['include_usage']:
-                data['usage'] = _dump(usage) if usage else None
-            return _sse(data)
+        def choice(generation, piece):
+            # construct(): a choice still running has no finish_reason, which the model's type does not allow.
+            return CompletionChoice.construct(index=generation.index, text=piece or '', logprobs=None,
+                                              finish_reason=generation.finish_reason if piece is None else None)
+        async for event in _events(request, generations, chunk, choice):
+            yield event
 
-        try:
-            async for generation, piece in _merge(generations):
-                yield chunk([CompletionChoice.construct(
-                    index=generation.index, text=piece or '', logprobs=None,
-                    finish_reason=generation.finish_reason if piece is None else None)])
-        except APIError as error:
-            yield _sse(error.body())
-            yield b'data: [DONE]\n\n'
-            return
+
+def _chunker(request, make):
+    """A function of (choices, usage) giving one event: ``make(choices)``'s object, with ``usage`` (null until
+    the last event) when the client asked for it."""
+    def chunk(choices, usage=None):
+        data = _dump(make(choices))
+        if request['include_usage']:
+            data['usage'] = _dump(usage) if usage else None
+        return _sse(data)
+    return chunk
+
+
+async def _events(request, generations, chunk, choice):
+    """Server-sent events of a streamed reply: a chunk per piece of text and per choice's end (``choice``
+    makes its choice object; piece None is the end), the usage chunk when asked for, then [DONE]. An error
+    after the first event ends the stream as an error event, which the openai client raises."""
+    try:
+        async for generation, piece in _merge(generations):
+            yield chunk([choice(generation, piece)])
+    except APIError as error:
+        yield _sse(error.body())
+    else:
         if request['include_usage']:
             yield chunk([], _usage(generations, request['n']))
-        yield b'data: [DONE]\n\n'
+    yield b'data: [DONE]\n\n'
 
 
 async def _drain(generation):

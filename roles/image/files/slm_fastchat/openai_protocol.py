@@ -81,6 +81,10 @@ def _type_name(value):
     return 'an unknown type'
 
 
+def _missing(param):
+    return invalid(param, "Missing required parameter: '%s'." % param, code='missing_required_parameter')
+
+
 def _wrong_type(param, expected, value):
     return invalid(param, "Invalid type for '%s': expected %s, but got %s instead." % (
         param, expected, _type_name(value)), code='invalid_type')
@@ -225,7 +229,7 @@ def _common(body, known, unsupported_table, max_tokens_default):
             raise invalid(name, 'Unrecognized request argument supplied: %s' % name, code='unknown_parameter')
     model = body.get('model')
     if model is None:
-        raise invalid('model', "Missing required parameter: 'model'.", code='missing_required_parameter')
+        raise _missing('model')
     if not isinstance(model, str):
         raise _wrong_type('model', 'a string', model)
     for name in ('frequency_penalty', 'presence_penalty'):
@@ -304,8 +308,7 @@ def _content_text(content, param, role):
             raise _wrong_type(where, 'an object', part)
         kind = part.get('type')
         if kind is None:
-            raise invalid(where + '.type', "Missing required parameter: '%s.type'." % where,
-                          code='missing_required_parameter')
+            raise _missing(where + '.type')
         if kind not in allowed:
             raise APIError(400, "Invalid content part '%s.type': '%s' is not supported by this server; %s "
                            "messages take %s parts only." % (where, kind, role, ' or '.join(
@@ -325,8 +328,7 @@ def _message(message, index):
         raise _wrong_type(param, 'an object', message)
     role = message.get('role')
     if role is None:
-        raise invalid(param + '.role', "Missing required parameter: '%s.role'." % param,
-                      code='missing_required_parameter')
+        raise _missing(param + '.role')
     if role not in ROLES:
         raise invalid(param + '.role', "Invalid value: %s. Supported values are: %s." % (
             json.dumps(role), ', '.join("'%s'" % name for name in ROLES)))
@@ -350,12 +352,10 @@ def _message(message, index):
             raise invalid('%s.%s' % (param, name), 'Unrecognized request argument supplied: %s.%s' % (param, name),
                           code='unknown_parameter')
     if content is None:
-        raise invalid(param + '.content', "Missing required parameter: '%s.content'." % param,
-                      code='missing_required_parameter')
+        raise _missing(param + '.content')
     if role == 'tool':
         if not isinstance(message.get('tool_call_id'), str):
-            raise invalid(param + '.tool_call_id', "Missing required parameter: '%s.tool_call_id'." % param,
-                          code='missing_required_parameter')
+            raise _missing(param + '.tool_call_id')
     elif 'tool_call_id' in message:
         raise invalid(param + '.tool_call_id', 'Unrecognized request argument supplied: %s.tool_call_id' % param,
                       code='unknown_parameter')
@@ -387,7 +387,7 @@ def parse_chat(body):
     request['max_tokens_param'] = param
     messages = body.get('messages')
     if messages is None:
-        raise invalid('messages', "Missing required parameter: 'messages'.", code='missing_required_parameter')
+        raise _missing('messages')
     if not isinstance(messages, list):
         raise _wrong_type('messages', 'an array of messages', messages)
     if not messages:
@@ -403,7 +403,7 @@ def parse_completion(body):
     request['max_tokens_param'] = 'max_tokens'
     prompt = body.get('prompt')
     if prompt is None:
-        raise invalid('prompt', "Missing required parameter: 'prompt'.", code='missing_required_parameter')
+        raise _missing('prompt')
     if isinstance(prompt, str):
         prompts = [prompt]
     elif isinstance(prompt, list) and prompt and all(isinstance(item, str) for item in prompt):

@@ -94,16 +94,6 @@ def endpoint(stack):
     return stack['endpoint']
 
 
-@pytest.fixture(scope='module')
-def chat_model():
-    return 'tiny-llama'
-
-
-@pytest.fixture(scope='module')
-def stop_model():
-    return 'tiny-gemma'
-
-
 def test_a_dead_worker_costs_no_request_and_leaves_rotation(stack, client, chat_model):
     """A worker the controller still lists (e.g. just killed) is tried, found gone and dropped; every request
     is answered by the live worker."""
