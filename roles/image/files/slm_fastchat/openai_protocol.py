@@ -210,11 +210,17 @@ COMPLETION_KNOWN = {'model', 'prompt', 'frequency_penalty', 'presence_penalty', 
     | set(IDENTIFIERS) | set(EXTENSIONS)
 
 
+def _no_constant(name):
+    # Python's json accepts NaN and Infinity, which JSON does not, and NaN
+    # would pass every range check (all comparisons with it are false).
+    raise ValueError('%s is not JSON' % name)
+
+
 def parse_json(raw):
     """The request body as a dict; APIError 400 for anything else."""
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
         raise invalid(None, 'We could not parse the JSON body of your request. The request body must be a JSON '
                             'object.', code='invalid_json') from None
     if not isinstance(body, dict):

@@ -137,7 +137,8 @@ def test_bad_completion_requests_name_the_parameter(body, param, code):
     assert (caught.value.param, caught.value.code) == (param, code)
 
 
-@pytest.mark.parametrize('raw', [b'{', b'[]', b'"text"', b'null'])
+@pytest.mark.parametrize('raw', [b'{', b'[]', b'"text"', b'null', b'{"model": "m", "temperature": NaN}',
+                                 b'{"model": "m", "top_p": Infinity}', b'\xff\xfe', b'[' * 100000])
 def test_bodies_that_are_not_objects_are_refused(raw):
     with pytest.raises(APIError) as caught:
         parse_json(raw)
