@@ -14,7 +14,8 @@ the worker registers with the controller it
   otherwise never see (it matches stop strings against text decoded without
   special tokens);
 - corrects ``usage.completion_tokens``, which fschat 0.2.36's
-  ``generate_stream`` reports one too low when it stops on max_tokens;
+  ``generate_stream`` reports one too low when it stops on max_tokens or on
+  a stop string;
 - keeps the whole prompt when it fills exactly the room that max_tokens
   leaves (``generate_stream`` dropped its first token).
 """
@@ -39,21 +40,51 @@ def with_stop_token_ids(generate, stop_ids):
     return wrapper
 
 
-def with_length_usage_fixed(generate):
-    """Wrap fschat's generate_stream so a reply cut at max_tokens counts all its tokens.
+class _CountingTokenizer(object):
+    """A tokenizer that remembers the last list of token ids it decoded.
 
-    Its loop reports the loop index, which is max_tokens - 1 when the loop
-    runs out; a reply that ends on a stop token is counted right (the stop
-    token itself is not part of the reply).
+    fschat's generate_stream decodes the whole reply so far on every step,
+    so that list is every token it has generated; its own count (the loop
+    index) is one short when a reply stops on max_tokens or on a stop string.
+    """
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self.generated = []
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+    def decode(self, ids, *args, **kwargs):
+        if isinstance(ids, (list, tuple)):
+            self.generated = list(ids)
+        return self._tokenizer.decode(ids, *args, **kwargs)
+
+
+def with_exact_usage(generate):
+    """Wrap fschat's generate_stream so ``usage.completion_tokens`` counts every generated token.
+
+    The token that ended the turn (a stop token id: end of turn, EOS) is not
+    part of the reply and is not counted; tokens that spelled a stop string
+    were generated and are. The loop index fschat reports was one short on
+    max_tokens and on stop strings (a reply cut to "Hell" by ``stop: "o"``
+    reported 0 tokens).
     """
     @functools.wraps(generate)
-    def wrapper(*args, **kwargs):
-        for output in generate(*args, **kwargs):
+    def wrapper(model, tokenizer, params, *args, **kwargs):
+        counting = _CountingTokenizer(tokenizer)
+        ends = set(params.get('stop_token_ids') or []) | {tokenizer.eos_token_id}
+        for output in generate(model, counting, params, *args, **kwargs):
             usage = output.get('usage')
-            if output.get('finish_reason') == 'length' and usage:
-                usage = dict(usage, completion_tokens=usage['completion_tokens'] + 1,
-                             total_tokens=usage['total_tokens'] + 1)
-                output = dict(output, usage=usage)
+            if usage and counting.generated:
+                tokens = len(counting.generated)
+                if output.get('finish_reason') == 'stop' and counting.generated[-1] in ends:
+                    tokens -= 1
+                output = dict(output, usage=dict(usage, completion_tokens=tokens,
+                                                 total_tokens=usage['prompt_tokens'] + tokens))
             yield output
     return wrapper
 
@@ -82,7 +113,7 @@ def adapt(generate, tokenizer, conv, stock_generate=None):
     if stock_generate is None:
         from fastchat.serve.inference import generate_stream as stock_generate
     if generate is stock_generate:
-        generate = with_length_usage_fixed(with_whole_prompt(generate))
+        generate = with_exact_usage(with_whole_prompt(generate))
     return with_stop_token_ids(generate, stop_ids), stop_ids
 
 

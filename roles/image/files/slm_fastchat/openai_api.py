@@ -163,9 +163,13 @@ class Generation:
                 raise error
             text = event.get('text', '')
             # A multi-byte character split across tokens decodes as U+FFFD
-            # until its last byte arrives: hold it back until then.
-            if text.endswith('\ufffd') and event.get('finish_reason') is None:
-                continue
+            # until its last byte arrives: hold it back until then, and drop
+            # it when max_tokens cut the character in half.
+            if text.endswith('\ufffd'):
+                if event.get('finish_reason') is None:
+                    continue
+                if event['finish_reason'] == 'length':
+                    text = text.rstrip('\ufffd')
             self.text = text
             # Decoding may tidy text already sent (spaces before punctuation);
             # like FastChat, send what lies beyond it rather than resend.
@@ -253,6 +257,10 @@ class Api:
         model = request['model']
         prompt_tokens = await self.backend.count_tokens(address, model, prompt)
         context = await self.backend.context_length(address, model)
+        if prompt_tokens == 0:
+            param = 'messages' if 'messages' in request else 'prompt'
+            raise APIError(400, "Invalid '%s': it is empty for this model's tokenizer; give it some text." % param,
+                           param=param, code='invalid_value')
         room = context - prompt_tokens
         wanted = request['max_tokens']
         if room < 1 or (wanted is not None and request['max_tokens_explicit'] and wanted > room):
@@ -470,13 +478,21 @@ def create_app(controller, api_keys, timeout=100.0):
         kind, code = _HTTP_ERRORS.get(error.status_code, ('invalid_request_error', None))
         message = 'Invalid URL (%s %s)' % (request.method, request.url.path) if error.status_code in (404, 405) \
             else 'The request could not be handled (HTTP %d).' % error.status_code
-        return JSONResponse(error_body(message, kind, None, code), status_code=error.status_code)
+        # Keeps Starlette's headers, e.g. Allow on a 405.
+        return JSONResponse(error_body(message, kind, None, code), status_code=error.status_code,
+                            headers=getattr(error, 'headers', None))
 
-    @app.exception_handler(Exception)
-    async def unexpected(_request, error):
-        LOG.exception('unexpected error: %r', error)
-        return JSONResponse(error_body('The server had an error while processing your request.', 'server_error',
-                                       None, 'server_error'), status_code=500)
+    @app.middleware('http')
+    async def unexpected(request, call_next):
+        # Answered here rather than by an exception handler: Starlette re-raises
+        # after a handler's 500, and the server then drops the connection, which
+        # nginx may be reusing for another client's request.
+        try:
+            return await call_next(request)
+        except Exception as error:  # pylint: disable=broad-except
+            LOG.exception('unexpected error: %r', error)
+            return JSONResponse(error_body('The server had an error while processing your request.',
+                                           'server_error', None, 'server_error'), status_code=500)
 
     async def body_of(request):
         raw = await request.body()
@@ -490,7 +506,7 @@ def create_app(controller, api_keys, timeout=100.0):
                                      headers={'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})
         return JSONResponse(result)
 
-    @app.get('/health')
+    @app.api_route('/health', methods=['GET', 'HEAD'])
     async def health():
         return {'status': 'ok'}
 

@@ -123,12 +123,13 @@ def _integer(body, param, low, high, default):
     return value
 
 
-def _boolean(body, param, default=False):
+def _boolean(body, param, default=False, name=None):
+    """``body[param]`` as a bool; ``name`` is how errors call it (e.g. ``stream_options.include_usage``)."""
     value = body.get(param)
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise _wrong_type(param, 'a boolean', value)
+        raise _wrong_type(name or param, 'a boolean', value)
     return value
 
 
@@ -226,6 +227,13 @@ def parse_json(raw):
     if not isinstance(body, dict):
         raise invalid(None, 'The request body must be a JSON object, but got %s instead.' % _type_name(body),
                       code='invalid_json')
+    try:
+        # An escaped lone surrogate ("\\ud800") parses, but is no Unicode text:
+        # it could reach neither a tokenizer nor an error message.
+        json.dumps(body, ensure_ascii=False).encode('utf-8')
+    except UnicodeEncodeError:
+        raise invalid(None, 'The request body holds an unpaired UTF-16 surrogate escape, which is not text.',
+                      code='invalid_json') from None
     return body
 
 
@@ -240,6 +248,9 @@ def _common(body, known, unsupported_table, max_tokens_default):
         raise _wrong_type('model', 'a string', model)
     for name in ('frequency_penalty', 'presence_penalty'):
         _range_checked_penalty(body, name)
+    if body.get('metadata') is not None and not isinstance(body['metadata'], dict):
+        raise _wrong_type('metadata', 'an object', body['metadata'])
+    _boolean(body, 'parallel_tool_calls')
     for name, (neutral, what) in unsupported_table.items():
         _refuse_unless(body, name, neutral, what)
     for name in IDENTIFIERS:
@@ -258,10 +269,10 @@ def _common(body, known, unsupported_table, max_tokens_default):
             if name not in ('include_usage', 'include_obfuscation'):
                 raise invalid('stream_options.%s' % name, 'Unrecognized request argument supplied: '
                               'stream_options.%s' % name, code='unknown_parameter')
-        include_usage = _boolean(options, 'include_usage')
+        include_usage = _boolean(options, 'include_usage', name='stream_options.include_usage')
         # Obfuscation pads chunks against length side channels; a stream here
         # has no such padding, so only "off" can be honoured.
-        if _boolean(options, 'include_obfuscation'):
+        if _boolean(options, 'include_obfuscation', name='stream_options.include_obfuscation'):
             raise unsupported('stream_options.include_obfuscation')
 
     stop = body.get('stop')
@@ -306,6 +317,9 @@ def _content_text(content, param, role):
         return content
     if not isinstance(content, list):
         raise _wrong_type(param, 'a string or an array of content parts', content)
+    if not content and role != 'assistant':
+        raise invalid(param, "Invalid '%s': empty array. Expected an array with minimum length 1, but got an empty "
+                             "array instead." % param, code='empty_array')
     allowed = ('text', 'refusal') if role == 'assistant' else ('text',)
     texts = []
     for index, part in enumerate(content):
@@ -340,7 +354,7 @@ def _message(message, index):
             json.dumps(role), ', '.join("'%s'" % name for name in ROLES)))
     for name in message:
         if name not in ('role', 'content', 'name', 'tool_call_id', 'tool_calls', 'refusal', 'function_call',
-                        'audio'):
+                        'audio', 'annotations'):
             raise invalid('%s.%s' % (param, name), 'Unrecognized request argument supplied: %s.%s' % (param, name),
                           code='unknown_parameter')
     content = message.get('content')
@@ -348,12 +362,16 @@ def _message(message, index):
         for name in ('tool_calls', 'function_call', 'audio'):
             if not _empty(message.get(name)):
                 raise unsupported('%s.%s' % (param, name))
+        # A reply's url citations, as the client library returns them with the
+        # message; a client sends the message back as it got it.
+        if message.get('annotations') is not None and not isinstance(message['annotations'], list):
+            raise _wrong_type(param + '.annotations', 'an array', message['annotations'])
         refusal = message.get('refusal')
         if refusal is not None and not isinstance(refusal, str):
             raise _wrong_type(param + '.refusal', 'a string', refusal)
         text = '' if content is None else _content_text(content, param + '.content', role)
         return role, text or refusal or ''
-    for name in ('tool_calls', 'function_call', 'audio', 'refusal'):
+    for name in ('tool_calls', 'function_call', 'audio', 'refusal', 'annotations'):
         if name in message:
             raise invalid('%s.%s' % (param, name), 'Unrecognized request argument supplied: %s.%s' % (param, name),
                           code='unknown_parameter')

@@ -98,6 +98,18 @@ def test_completion_tokens_count_every_token_on_max_tokens(tiny_gemma):
     assert final['usage']['total_tokens'] == final['usage']['prompt_tokens'] + 2
 
 
+def test_completion_tokens_count_the_tokens_of_a_stop_string(tiny_gemma):
+    model, tokenizer = tiny_gemma
+    conv = gemma_conv()
+    params = dict(request(conv, 10), stop=['K'])
+    assert run(generate_stream, model, tokenizer, params)[-1]['usage']['completion_tokens'] == 1  # the bug
+    generate, _stop_ids = model_worker.adapt(generate_stream, tokenizer, conv)
+    final = run(generate, model, tokenizer, params)[-1]
+    # "O" and "K" were generated; the reply is cut before the stop string.
+    assert (final['text'], final['finish_reason']) == ('O', 'stop')
+    assert final['usage']['completion_tokens'] == 2
+
+
 def prefill_ids(model, generate, tokenizer, params, context_len):
     """The token ids the model is first called with (the prompt it sees), running ``generate``."""
     seen = []

@@ -52,6 +52,10 @@ def test_parameters_are_normalised(extra, field, value):
     ([{'role': 'assistant', 'content': [{'type': 'refusal', 'refusal': 'no'}]}], [('assistant', 'no')]),
     ([{'role': 'tool', 'content': '42', 'tool_call_id': 'call_1'}], [('tool', '42')]),
     ([{'role': 'user', 'content': 'hi', 'name': 'ann'}], [('user', 'hi')]),
+    # What openai's ChatCompletionMessage.model_dump() gives, sent back as history.
+    ([{'role': 'assistant', 'content': 'Hi.', 'refusal': None, 'annotations': None, 'audio': None,
+       'function_call': None, 'tool_calls': None}], [('assistant', 'Hi.')]),
+    ([{'role': 'assistant', 'content': [], 'annotations': []}], [('assistant', '')]),
 ])
 def test_messages_become_role_and_text(messages, rendered):
     assert parse_chat(chat(messages=messages))['messages'] == rendered
@@ -98,6 +102,14 @@ def test_messages_become_role_and_text(messages, rendered):
     (chat(function_call={'name': 'f'}), 'function_call', 'unsupported_parameter'),
     (chat(prediction={'type': 'content', 'content': 'x'}), 'prediction', 'unsupported_parameter'),
     (chat(best_of=2), 'best_of', 'unknown_parameter'),
+    (chat(stream=True, stream_options={'include_usage': 'yes'}), 'stream_options.include_usage', 'invalid_type'),
+    (chat(metadata='x'), 'metadata', 'invalid_type'),
+    (chat(parallel_tool_calls='yes'), 'parallel_tool_calls', 'invalid_type'),
+    (chat(messages=[{'role': 'user', 'content': []}]), 'messages[0].content', 'empty_array'),
+    (chat(messages=[{'role': 'user', 'content': 'x', 'annotations': []}]), 'messages[0].annotations',
+     'unknown_parameter'),
+    (chat(messages=[{'role': 'assistant', 'content': 'x', 'annotations': 'x'}]), 'messages[0].annotations',
+     'invalid_type'),
 ])
 def test_bad_chat_requests_name_the_parameter(body, param, code):
     with pytest.raises(APIError) as caught:
@@ -138,7 +150,8 @@ def test_bad_completion_requests_name_the_parameter(body, param, code):
 
 
 @pytest.mark.parametrize('raw', [b'{', b'[]', b'"text"', b'null', b'{"model": "m", "temperature": NaN}',
-                                 b'{"model": "m", "top_p": Infinity}', b'\xff\xfe', b'[' * 100000])
+                                 b'{"model": "m", "top_p": Infinity}', b'\xff\xfe', b'[' * 100000,
+                                 b'{"model": "m", "\\ud800": 1}', b'{"model": "m", "user": "\\udfff"}'])
 def test_bodies_that_are_not_objects_are_refused(raw):
     with pytest.raises(APIError) as caught:
         parse_json(raw)
