@@ -81,7 +81,8 @@ def stack(tmp_path_factory):
                                  for index in range(len(processes)))
                 pytest.fail('the local FastChat stack did not come up:\n' + logs)
             time.sleep(1)
-        yield {'endpoint': Endpoint(base, KEY, None), 'controller': controller_url}
+        yield {'endpoint': Endpoint(base, KEY, None), 'controller': controller_url, 'processes': processes,
+               'commands': commands, 'env': env, 'work': work}
     finally:
         for process in processes:
             process.terminate()
@@ -111,3 +112,25 @@ def test_a_dead_worker_costs_no_request_and_leaves_rotation(stack, client, chat_
     for _ in range(5):
         picked = httpx.post(stack['controller'] + '/get_worker_address', json={'model': chat_model}, timeout=5)
         assert picked.json()['address'] != dead
+
+
+def test_workers_register_again_after_a_controller_restart(stack, client):
+    """A restarted controller knows no worker; each registers again at its next heartbeat (5 s here)."""
+    processes = stack['processes']
+    processes[0].terminate()
+    processes[0].wait(timeout=30)
+    with open(stack['work'] / 'controller-again.log', 'wb') as log:
+        processes[0] = subprocess.Popen(stack['commands'][0], env=stack['env'], stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=str(stack['work']))
+    started = time.time()
+    while True:
+        try:
+            if len(client.models.list().data) == 2:
+                break
+        except Exception:  # pylint: disable=broad-except
+            pass
+        assert time.time() - started < 30, 'the workers did not register with the new controller'
+        time.sleep(0.5)
+    reply = client.chat.completions.create(model='tiny-gemma', messages=[{'role': 'user', 'content': 'hi'}],
+                                           max_tokens=5, temperature=0)
+    assert reply.choices[0].message.content == 'OK!'
