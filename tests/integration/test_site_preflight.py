@@ -10,6 +10,7 @@ even if a check were missing, no role could change this machine.
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -42,6 +43,16 @@ def test_a_valid_inventory_passes(tmp_path):
     returncode, output = preflight(tmp_path, image_fastchat_git_commit=REV)
     assert returncode == 0, output[-3000:]
     assert 'changed=0' in output
+
+
+def test_argument_validation_takes_seconds(tmp_path):
+    """Issue 13: validating every role's arguments took 20-50 s (21.9 s here) as a loop; one task takes well under 1 s."""
+    returncode, output = preflight(tmp_path, image_fastchat_git_commit=REV)
+    assert returncode == 0, output[-3000:]
+    # ansible.posix.profile_tasks (ansible.cfg) times each task.
+    seconds = re.search(r"Validate every role's variables against its argument spec -+ ([0-9.]+)s", output)
+    assert seconds, output[-3000:]
+    assert float(seconds.group(1)) < 5, seconds.group(0)
 
 
 @pytest.mark.parametrize('extra, expected', [
