@@ -45,6 +45,12 @@ def test_a_valid_inventory_passes(tmp_path):
     assert 'changed=0' in output
 
 
+def test_fleet_wide_values_set_once_pass(tmp_path):
+    returncode, output = preflight(tmp_path, image_fastchat_git_commit=REV, fastchat_runtime_uid=10002,
+                                   fastchat_models_dir='/data/models')
+    assert returncode == 0, output[-3000:]
+
+
 def test_argument_validation_takes_seconds(tmp_path):
     """Issue 13: validating every role's arguments took 20-50 s (21.9 s here) as a loop; one task takes well under 1 s."""
     returncode, output = preflight(tmp_path, image_fastchat_git_commit=REV)
@@ -72,6 +78,12 @@ def test_argument_validation_takes_seconds(tmp_path):
     ({'nvidia_driver_required': True}, 'nvidia_driver_required is true for gpu-01, but it has no NVIDIA GPU'),
     ({'nvidia_driver_branch': '58'}, "nvidia_driver_branch '58' is not a driver branch"),
     ({'nvidia_container_toolkit_cdi_spec': 'nvidia.yaml'}, 'nvidia_container_toolkit_cdi_spec must be an absolute path'),
+    # Issue 13, item 5: a fleet-wide value overridden for one role only.
+    ({'image_runtime_uid': 10002}, 'models_owner_uid (10001) differs from image_runtime_uid (10002)'),
+    ({'image_runtime_uid': 10002, 'models_owner_uid': 10002},
+     'serve_runtime_uid (10001) differs from image_runtime_uid (10002)'),
+    ({'serve_models_dir': '/data/models'}, 'serve_models_dir (/data/models) differs from models_dir (/srv/fastchat/models)'),
+    ({'models_dir': '/data/models'}, 'serve_models_dir (/srv/fastchat/models) differs from models_dir (/data/models)'),
 ])
 def test_bad_inventories_fail_in_preflight(tmp_path, extra, expected):
     extra.setdefault('image_fastchat_git_commit', REV)
