@@ -36,6 +36,7 @@ def image_ref(checkout, tmp_path, **extra):
                  vault_fastchat_api_keys=['sk-preflight-test-key-0123'],
                  fastchat_models=[{'name': 'phi-4', 'repo': 'microsoft/phi-4', 'revision': REV, 'family': 'phi-4',
                                    'workers': 2, 'gpus_per_worker': 2}],
+                 fastchat_ca_dir=str(tmp_path / 'ca'), fastchat_ca_create=True,
                  ansible_connection='local', ansible_python_interpreter='python3', ansible_become=False)
     vars_file = tmp_path / 'extra.json'
     vars_file.write_text(json.dumps(extra))

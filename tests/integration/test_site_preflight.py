@@ -28,6 +28,9 @@ def preflight(tmp_path, **extra):
     extra.setdefault('vault_fastchat_api_keys', ['sk-preflight-test-key-0123'])
     # inventories/prod requires GPUs; this machine has none.
     extra.setdefault('nvidia_driver_required', False)
+    # No private CA on this machine: preflight accepts one that is to be made.
+    extra.setdefault('fastchat_ca_dir', str(tmp_path / 'ca'))
+    extra.setdefault('fastchat_ca_create', True)
     extra.update(ansible_connection='local', ansible_python_interpreter='python3', ansible_become=False)
     vars_file = tmp_path / 'extra.json'
     vars_file.write_text(json.dumps(extra))
