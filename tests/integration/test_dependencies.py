@@ -79,7 +79,7 @@ def test_site_preflight_runs_with_only_the_declared_collections(tmp_path):
         'fastchat_models': [{'name': 'phi-4', 'repo': 'microsoft/phi-4', 'revision': '0' * 40, 'family': 'phi-4',
                              'workers': 2, 'gpus_per_worker': 2}],
         'vault_fastchat_api_keys': ['sk-preflight-test-key-0123'], 'nvidia_driver_required': False,
-        'image_fastchat_git_commit': '0' * 40, 'fastchat_ca_dir': str(tmp_path / 'ca'), 'fastchat_ca_create': True,
+        'fastchat_ca_dir': str(tmp_path / 'ca'), 'fastchat_ca_create': True,
         'ansible_connection': 'local', 'ansible_python_interpreter': 'python3', 'ansible_become': False}))
     env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(tmp_path),
                ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false')

@@ -32,7 +32,7 @@ def checkout_copy(target):
 
 
 def image_ref(checkout, tmp_path, **extra):
-    extra.update(image_fastchat_git_commit=REV, nvidia_driver_required=False,
+    extra.update(nvidia_driver_required=False,
                  vault_fastchat_api_keys=['sk-preflight-test-key-0123'],
                  fastchat_models=[{'name': 'phi-4', 'repo': 'microsoft/phi-4', 'revision': REV, 'family': 'phi-4',
                                    'workers': 2, 'gpus_per_worker': 2}],
