@@ -13,11 +13,11 @@ module: async_progress
 short_description: Wait for an async task and show its progress while it runs
 version_added: 0.1.0
 description:
-  - Waits for a task started with C(async) and C(poll: 0) to finish, like a polled async task, but instead of
+  - Waits for a task started with C(async) and C(poll) set to C(0) to finish, like a polled async task, but instead of
     C(ASYNC POLL ... finished=False) lines it prints, whenever it changes, the last line that O(progress_command)
     prints on the host (for example the step an image build is at, or a download's progress bar).
   - Returns the job's own result; fails when the job failed, quoting the last progress line.
-  - An action plugin: the waiting happens on the control node, the progress command and the job on the host.
+  - An action plugin. The waiting happens on the control node, the progress command and the job on the host.
 author: slm.fastchat contributors (@slm-fastchat)
 options:
   jid:
