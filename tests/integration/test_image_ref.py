@@ -68,4 +68,4 @@ def test_two_checkouts_name_the_same_image(tmp_path):
     # A changed input is a new image; a new module of the extension is an input.
     (second / 'roles' / 'image' / 'files' / 'slm_fastchat' / 'new_module.py').write_text('X = 1\n')
     assert image_ref(second, tmp_path) != ref
-    assert image_ref(first, tmp_path, image_runtime_uid=10002) != ref
+    assert image_ref(first, tmp_path, fastchat_runtime_uid=10002) != ref
