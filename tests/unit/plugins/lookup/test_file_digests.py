@@ -32,7 +32,7 @@ def digests(root):
 
 
 def test_names_are_relative_and_sorted(tree):
-    assert [name for name, _ in digests(tree)] == ['__init__.py', 'api_server.py', 'sub/errors.py']
+    assert [entry[0] for entry in digests(tree)] == ['__init__.py', 'api_server.py', 'sub/errors.py']
 
 
 @pytest.mark.parametrize('change', ['touch', 'pycache', 'second_checkout', 'stray_files'])
