@@ -21,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCANNED = ['roles', 'playbooks', 'plugins', 'site.yml']
 SUFFIXES = ('.yml', '.yaml', '.py', '.j2')
 FQCN_RE = re.compile(r'\b(?:ansible_collections\.)?([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)\.[a-z_][a-z0-9_]*')
+CORE_IMPORT_RE = re.compile(r'^\s*(?:from|import)\s+ansible\.\S+', re.MULTILINE)
 BUILTIN = {'ansible.builtin', 'ansible.legacy', 'slm.fastchat'}
 
 
@@ -51,7 +52,9 @@ def used():
             if '__pycache__' not in folder for name in names if name.endswith(SUFFIXES)]
         for name in files:
             with open(name, encoding='utf-8') as handle:
-                for match in FQCN_RE.finditer(handle.read()):
+                # ansible-core's own Python packages (from ansible.utils.display import ...) are not collections.
+                text = CORE_IMPORT_RE.sub('', handle.read())
+                for match in FQCN_RE.finditer(text):
                     collection = '%s.%s' % match.groups()
                     if collection in collections and collection not in BUILTIN:
                         uses.setdefault(collection, set()).add(os.path.relpath(name, REPO))
