@@ -94,6 +94,9 @@ def test_argument_validation_takes_seconds(tmp_path):
      'serve_runtime_uid (10001) differs from image_runtime_uid (10002)'),
     ({'serve_models_dir': '/data/models'}, 'serve_models_dir (/data/models) differs from models_dir (/srv/fastchat/models)'),
     ({'models_dir': '/data/models'}, 'serve_models_dir (/srv/fastchat/models) differs from models_dir (/data/models)'),
+    ({'smoke_test_ca_path': '/etc/ssl/certs/ca-certificates.crt'},
+     'smoke_test_ca_path (/etc/ssl/certs/ca-certificates.crt) is not the CA that tls_proxy_ca_dir holds'),
+    ({'smoke_test_api_key': 'sk-not-a-key-the-server-has-0123'}, 'smoke_test_api_key is not one of serve_api_keys'),
 ])
 def test_bad_inventories_fail_in_preflight(tmp_path, extra, expected):
     returncode, output = preflight(tmp_path, **extra)
