@@ -84,8 +84,8 @@ def parse_nvidia_smi(returncode, stdout, stderr=''):
     return 'ok', gpus, ', '.join(sorted(drivers)), ''
 
 
-def summarise(pci_devices, smi_state, smi_gpus, driver_version):
-    """The facts a play needs: what is on the bus, and what the driver sees."""
+def summarise(pci_devices, smi_state, smi_gpus, driver_version, smi_message=''):
+    """The facts a play needs: what is on the bus, what the driver sees, and what nvidia-smi said when it failed."""
     pci_gpus = [device for device in pci_devices if device['class'] in GPU_CLASSES]
     return {
         'pci_gpu_count': len(pci_gpus),
@@ -94,6 +94,8 @@ def summarise(pci_devices, smi_state, smi_gpus, driver_version):
         'nvswitch': any(is_nvswitch(device) for device in pci_devices),
         'driver_state': smi_state,
         'driver_version': driver_version,
+        # nvidia-smi's own words when the state is not ok (first 500 characters), so a report can say why.
+        'driver_message': (smi_message or '')[:500],
         'gpus': smi_gpus,
         'gpu_count': len(smi_gpus) if smi_state == 'ok' else len(pci_gpus),
         'models': sorted(set(gpu['name'] for gpu in smi_gpus) if smi_gpus

@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib.util
+import os
 import re
 
 from ansible.module_utils.six import integer_types, string_types
@@ -23,10 +25,21 @@ REVISION_RE = re.compile(r'^[0-9a-f]{40}$')
 MEMORY_RE = re.compile(r'^[1-9][0-9]*(\.[0-9]+)?(GiB|MiB|GB|MB)$')
 REPO_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$')
 SOURCES = ('hub', 'local')
-# Model families whose conversation templates the image's extension registers
-# under the same names (roles/image/files/slm_fastchat/templates.py; a unit
-# test keeps the two lists equal).
-FAMILIES = ('chatml', 'smollm2', 'phi-4', 'llama-3', 'llama-3.1', 'gemma-2')
+# Model families: the image's extension registers a conversation template
+# under each name. Their one home is the extension's families.py, which this
+# (controller-side, filters only) code loads from the collection's own files.
+FAMILIES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'roles', 'image', 'files',
+                             'slm_fastchat', 'families.py')
+
+
+def _load_families(path=FAMILIES_FILE):
+    spec = importlib.util.spec_from_file_location('_slm_fastchat_families', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.FAMILIES)
+
+
+FAMILIES = _load_families()
 DEVICES = ('cuda', 'cpu')
 KNOWN_KEYS = frozenset((
     'name', 'source', 'repo', 'revision', 'path', 'family', 'conv_template', 'workers', 'gpus_per_worker',

@@ -78,6 +78,10 @@ ansible_facts:
         driver_version:
           description: Driver version nvidia-smi reports, or null.
           type: str
+        driver_message:
+          description: What nvidia-smi printed when C(driver_state) is not C(ok) (its first 500 characters), or why
+            it did not run; empty when the driver answers.
+          type: str
         reboot_required:
           description: The loaded kernel module differs from the installed driver.
           type: bool
@@ -133,10 +137,10 @@ def main():
     smi = module.get_bin_path('nvidia-smi')
     if smi:
         rc, out, err = module.run_command([smi] + NVIDIA_SMI_QUERY)
-        state, gpus, driver, _message = parse_nvidia_smi(rc, out, err)
+        state, gpus, driver, message = parse_nvidia_smi(rc, out, err)
     else:
-        state, gpus, driver = 'missing', [], None
-    module.exit_json(changed=False, ansible_facts={'slm_gpu': summarise(devices, state, gpus, driver)})
+        state, gpus, driver, message = 'missing', [], None, 'nvidia-smi is not installed'
+    module.exit_json(changed=False, ansible_facts={'slm_gpu': summarise(devices, state, gpus, driver, message)})
 
 
 if __name__ == '__main__':

@@ -108,17 +108,28 @@ results:
 '''
 
 import json
+import socket
 import ssl
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+from ansible.module_utils.six.moves.http_client import HTTPException
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.request import Request, build_opener, HTTPSHandler
 
 
 class SmokeTestError(Exception):
     pass
+
+
+def network_error(what, exc, timeout):
+    """A SmokeTestError saying which step of the exchange with the endpoint failed, and how."""
+    if isinstance(exc, socket.timeout):
+        return SmokeTestError('%s: no answer within %d s (the timeout option, smoke_test_timeout)' % (what, timeout))
+    if isinstance(exc, ssl.SSLError):
+        return SmokeTestError('%s: TLS failure: %s' % (what, to_native(exc)))
+    return SmokeTestError('%s: the connection failed: %s' % (what, to_native(exc) or type(exc).__name__))
 
 
 class SmokeTest(object):
@@ -141,18 +152,33 @@ class SmokeTest(object):
             headers['Content-Type'] = 'application/json'
             data = json.dumps(payload).encode('utf-8')
         request = Request(self.url + path, data=data, headers=headers)
+        what = '%s %s' % ('POST' if data else 'GET', self.url + path)
         try:
             return self.opener.open(request, timeout=self.timeout)
         except HTTPError as exc:
-            body = exc.read().decode('utf-8', 'replace')[:500]
-            raise SmokeTestError('%s %s answered HTTP %d: %s' % ('POST' if data else 'GET', self.url + path, exc.code, body))
+            try:
+                body = exc.read().decode('utf-8', 'replace')[:500]
+            except (socket.error, HTTPException):
+                body = ''
+            raise SmokeTestError('%s answered HTTP %d: %s' % (what, exc.code, body))
         except URLError as exc:
+            if isinstance(exc.reason, socket.timeout):
+                raise network_error(what, exc.reason, self.timeout)
             raise SmokeTestError('cannot reach %s: %s' % (self.url + path, to_native(exc.reason)))
+        except (socket.error, HTTPException) as exc:
+            # A timeout or a dropped connection while waiting for the answer's headers.
+            raise network_error(what, exc, self.timeout)
+
+    def _read(self, what, response):
+        try:
+            return response.read()
+        except (socket.error, HTTPException) as exc:
+            raise network_error(what, exc, self.timeout)
 
     def list_models(self):
         response = self._request('/models')
         try:
-            return sorted(entry['id'] for entry in json.loads(response.read())['data'])
+            return sorted(entry['id'] for entry in json.loads(self._read('GET %s/models' % self.url, response))['data'])
         except (ValueError, KeyError, TypeError) as exc:
             raise SmokeTestError('%s/models returned no model list: %s' % (self.url, exc))
 
@@ -162,7 +188,7 @@ class SmokeTest(object):
             'model': model, 'max_tokens': max_tokens, 'temperature': 0,
             'messages': [{'role': 'user', 'content': prompt}]})
         try:
-            content = json.loads(response.read())['choices'][0]['message']['content']
+            content = json.loads(self._read('%s: the chat completion' % model, response))['choices'][0]['message']['content']
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise SmokeTestError('%s: the chat completion had no message content (%s)' % (model, exc))
         if not content or not content.strip():
@@ -177,7 +203,14 @@ class SmokeTest(object):
             'messages': [{'role': 'user', 'content': prompt}]})
         chunks = 0
         first = None
-        for raw in response:
+        lines = iter(response)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except (socket.error, HTTPException) as exc:
+                raise network_error('%s: the stream, after %d chunks' % (model, chunks), exc, self.timeout)
             line = raw.decode('utf-8', 'replace').strip()
             if not line.startswith('data:'):
                 continue

@@ -10,6 +10,7 @@ even if a check were missing, no role could change this machine.
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -27,6 +28,9 @@ def preflight(tmp_path, **extra):
     extra.setdefault('vault_fastchat_api_keys', ['sk-preflight-test-key-0123'])
     # inventories/prod requires GPUs; this machine has none.
     extra.setdefault('nvidia_driver_required', False)
+    # No private CA on this machine: preflight accepts one that is to be made.
+    extra.setdefault('fastchat_ca_dir', str(tmp_path / 'ca'))
+    extra.setdefault('fastchat_ca_create', True)
     extra.update(ansible_connection='local', ansible_python_interpreter='python3', ansible_become=False)
     vars_file = tmp_path / 'extra.json'
     vars_file.write_text(json.dumps(extra))
@@ -39,9 +43,31 @@ def preflight(tmp_path, **extra):
 
 
 def test_a_valid_inventory_passes(tmp_path):
-    returncode, output = preflight(tmp_path, image_fastchat_git_commit=REV)
+    """inventories/prod as shipped (FastChat settings included) passes: it failed on an empty commit (issue 13)."""
+    returncode, output = preflight(tmp_path)
     assert returncode == 0, output[-3000:]
     assert 'changed=0' in output
+
+
+def test_fastchat_from_git_has_a_default_commit(tmp_path):
+    returncode, output = preflight(tmp_path, image_fastchat_source='git')
+    assert returncode == 0, output[-3000:]
+
+
+def test_fleet_wide_values_set_once_pass(tmp_path):
+    returncode, output = preflight(tmp_path, fastchat_runtime_uid=10002,
+                                   fastchat_models_dir='/data/models')
+    assert returncode == 0, output[-3000:]
+
+
+def test_argument_validation_takes_seconds(tmp_path):
+    """Issue 13: validating every role's arguments took 20-50 s (21.9 s here) as a loop; one task takes well under 1 s."""
+    returncode, output = preflight(tmp_path)
+    assert returncode == 0, output[-3000:]
+    # ansible.posix.profile_tasks (ansible.cfg) times each task.
+    seconds = re.search(r"Validate every role's variables against its argument spec -+ ([0-9.]+)s", output)
+    assert seconds, output[-3000:]
+    assert float(seconds.group(1)) < 5, seconds.group(0)
 
 
 @pytest.mark.parametrize('extra, expected', [
@@ -58,13 +84,22 @@ def test_a_valid_inventory_passes(tmp_path):
     ({'tls_proxy_certificate_mode': 'provided', 'tls_proxy_certificate_file': '/nonexistent/cert.pem',
       'tls_proxy_key_file': '/nonexistent/key.pem'}, "tls_proxy_certificate_file ('/nonexistent/cert.pem')"),
     ({'fastchat_device': 'tpu'}, "fastchat_device must be 'cuda' or 'cpu'"),
-    ({'image_fastchat_git_commit': 'main'}, "image_fastchat_git_commit 'main' must be a 40-character commit"),
+    ({'image_fastchat_source': 'git', 'image_fastchat_git_commit': 'main'},
+     "image_fastchat_git_commit 'main' must be a 40-character commit"),
     ({'nvidia_driver_required': True}, 'nvidia_driver_required is true for gpu-01, but it has no NVIDIA GPU'),
     ({'nvidia_driver_branch': '58'}, "nvidia_driver_branch '58' is not a driver branch"),
     ({'nvidia_container_toolkit_cdi_spec': 'nvidia.yaml'}, 'nvidia_container_toolkit_cdi_spec must be an absolute path'),
+    # Issue 13, item 5: a fleet-wide value overridden for one role only.
+    ({'image_runtime_uid': 10002}, 'models_owner_uid (10001) differs from image_runtime_uid (10002)'),
+    ({'image_runtime_uid': 10002, 'models_owner_uid': 10002},
+     'serve_runtime_uid (10001) differs from image_runtime_uid (10002)'),
+    ({'serve_models_dir': '/data/models'}, 'serve_models_dir (/data/models) differs from models_dir (/srv/fastchat/models)'),
+    ({'models_dir': '/data/models'}, 'serve_models_dir (/srv/fastchat/models) differs from models_dir (/data/models)'),
+    ({'smoke_test_ca_path': '/etc/ssl/certs/ca-certificates.crt'},
+     'smoke_test_ca_path (/etc/ssl/certs/ca-certificates.crt) is not the CA that tls_proxy_ca_dir holds'),
+    ({'smoke_test_api_key': 'sk-not-a-key-the-server-has-0123'}, 'smoke_test_api_key is not one of serve_api_keys'),
 ])
 def test_bad_inventories_fail_in_preflight(tmp_path, extra, expected):
-    extra.setdefault('image_fastchat_git_commit', REV)
     returncode, output = preflight(tmp_path, **extra)
     assert returncode != 0, output[-3000:]
     assert expected in output, output[-3000:]

@@ -6,8 +6,8 @@
 FastChat 0.2.36 has no template for phi-4, Llama 3, gemma-2 or plain ChatML,
 and none of its separator styles can leave out an empty system turn while
 wrapping a given one in role tokens, nor move a system message into the first
-user turn (gemma-2 has no system role). So each family here is a small table
-of strings rendered by :class:`FamilyConversation`, a Conversation subclass
+user turn (gemma-2 has no system role). So each family is a small table
+of strings (``slm_fastchat.families``) rendered by :class:`FamilyConversation`, a Conversation subclass
 that both the worker (``slm_fastchat.model_worker``) and the API server
 (``slm_fastchat.api_server``, which builds the prompt) use.
 
@@ -15,50 +15,12 @@ The beginning-of-sequence token is never part of a prompt here: the worker
 tokenises prompts with the tokenizer's defaults, which add it.
 """
 
-import collections
 import dataclasses
 
 from fastchat.conversation import Conversation, SeparatorStyle, register_conv_template
 
-Family = collections.namedtuple('Family', [
-    'name',
-    'system',          # the system turn, with {system_message}; None: the family has no system role
-    'always_system',   # render the system turn even when the message is empty (Llama 3.1 does)
-    'default_system',  # used when the request brings no system message
-    'user',            # text before a user message
-    'assistant',       # text before an assistant message, and the generation prompt
-    'end',             # text after every message
-    'trim',            # strip whitespace around each message, as the model's template does
-    'stop',            # stop strings; the worker resolves them to token ids
-])
-
-FAMILIES = collections.OrderedDict((family.name, family) for family in (
-    # Plain ChatML (e.g. Qwen2-style fine-tunes without a default system prompt).
-    Family('chatml', '<|im_start|>system\n{system_message}<|im_end|>\n', False, '',
-           '<|im_start|>user\n', '<|im_start|>assistant\n', '<|im_end|>\n', False, ['<|im_end|>']),
-    # SmolLM2-Instruct: ChatML with the system prompt its template adds when there is none.
-    Family('smollm2', '<|im_start|>system\n{system_message}<|im_end|>\n', False,
-           'You are a helpful AI assistant named SmolLM, trained by Hugging Face',
-           '<|im_start|>user\n', '<|im_start|>assistant\n', '<|im_end|>\n', False, ['<|im_end|>']),
-    # microsoft/phi-4: ChatML tokens, <|im_sep|> after the role, no newlines.
-    Family('phi-4', '<|im_start|>system<|im_sep|>{system_message}<|im_end|>', False, '',
-           '<|im_start|>user<|im_sep|>', '<|im_start|>assistant<|im_sep|>', '<|im_end|>', False, ['<|im_end|>']),
-    # Meta-Llama-3-Instruct.
-    Family('llama-3', '<|start_header_id|>system<|end_header_id|>\n\n{system_message}<|eot_id|>', False, '',
-           '<|start_header_id|>user<|end_header_id|>\n\n', '<|start_header_id|>assistant<|end_header_id|>\n\n',
-           '<|eot_id|>', True, ['<|eot_id|>']),
-    # Llama-3.1-Instruct without tools: a system turn with the knowledge cut-off, always.
-    Family('llama-3.1', '<|start_header_id|>system<|end_header_id|>\n\n'
-           'Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n{system_message}<|eot_id|>', True, '',
-           '<|start_header_id|>user<|end_header_id|>\n\n', '<|start_header_id|>assistant<|end_header_id|>\n\n',
-           '<|eot_id|>', True, ['<|eot_id|>', '<|eom_id|>']),
-    # gemma-2-it: no system role; a system message opens the first user turn.
-    Family('gemma-2', None, False, '',
-           '<start_of_turn>user\n', '<start_of_turn>model\n', '<end_of_turn>\n', True, ['<end_of_turn>']),
-))
-
-# What separates a system message from the first user message where the family has no system role.
-MERGED_SYSTEM_SEPARATOR = '\n\n'
+# The family table lives in families.py, which the collection reads too.
+from slm_fastchat.families import FAMILIES, MERGED_SYSTEM_SEPARATOR, Family  # noqa: F401  pylint: disable=unused-import
 
 
 class FamilyConversation(Conversation):

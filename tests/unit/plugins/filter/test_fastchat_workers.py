@@ -6,7 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import re
+import sys
 
 import pytest
 
@@ -134,9 +134,16 @@ def test_workers_get_their_familys_template_unless_one_is_named(overrides, expec
     assert fastchat_workers([entry], 1, 'cuda')[0]['conv_template'] == expected
 
 
-def test_families_are_the_templates_the_image_registers():
-    source = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'image', 'files',
-                          'slm_fastchat', 'templates.py')
-    with open(source) as handle:
-        registered = re.findall(r"^    Family\('([^']+)'", handle.read(), re.MULTILINE)
-    assert tuple(registered) == FAMILIES
+def test_families_have_one_home():
+    """The collection reads the extension's families.py; no second list exists to drift (issue 13)."""
+    extension = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'image', 'files')
+    sys.path.insert(0, extension)
+    try:
+        from slm_fastchat import families  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(extension)
+    assert FAMILIES == tuple(families.FAMILIES)
+    assert 'gemma-2' in FAMILIES and 'phi-4' in FAMILIES
+    workers = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'module_utils', '_workers.py')
+    with open(workers) as handle:
+        assert "'gemma-2'" not in handle.read()

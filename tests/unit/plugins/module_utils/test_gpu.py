@@ -90,3 +90,12 @@ def test_sysfs_readings_without_lspci():
     }
     result = summarise(parse_sysfs(entries), 'missing', [], None)
     assert result['pci_gpu_count'] == 1 and result['nvswitch']
+
+
+def test_a_failing_nvidia_smi_keeps_its_words():
+    """Issue 13: the facts said driver_state 'mismatch' or 'error' but dropped what nvidia-smi printed."""
+    result = summarise(parse_lspci(fixture('a10g-x4.lspci')), *parse_nvidia_smi(18, '', fixture('mismatch.nvidia-smi')))
+    assert 'Failed to initialize NVML: Driver/library version mismatch' in result['driver_message']
+    result = summarise([], *parse_nvidia_smi(9, '', 'NVIDIA-SMI has failed because of a GPU fault'))
+    assert result['driver_state'] == 'error'
+    assert result['driver_message'] == 'NVIDIA-SMI has failed because of a GPU fault'

@@ -12,6 +12,7 @@ import http.server
 import json
 import ssl
 import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -47,6 +48,7 @@ class Behaviour(object):
     chunks = ['Hel', 'lo', ' there']
     send_done = True
     content = 'Hello there'
+    stall = None  # 'headers', 'body' or 'stream': stop answering there for 3 s
 
 
 def make_handler(behaviour):
@@ -75,11 +77,16 @@ def make_handler(behaviour):
             if not self._authorised():
                 return
             request = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+            if behaviour.stall == 'headers':
+                time.sleep(3)
             if not request.get('stream'):
                 body = json.dumps({'choices': [{'message': {'role': 'assistant', 'content': behaviour.content}}]}).encode()
                 self.send_response(200)
                 self.send_header('Content-Length', str(len(body)))
                 self.end_headers()
+                self.wfile.flush()
+                if behaviour.stall == 'body':
+                    time.sleep(3)
                 self.wfile.write(body)
                 return
             self.send_response(200)
@@ -88,6 +95,9 @@ def make_handler(behaviour):
             self.wfile.write(b'data: %s\n\n' % json.dumps({'choices': [{'delta': {'role': 'assistant'}}]}).encode())
             for piece in behaviour.chunks:
                 self.wfile.write(b'data: %s\n\n' % json.dumps({'choices': [{'delta': {'content': piece}}]}).encode())
+                self.wfile.flush()
+                if behaviour.stall == 'stream':
+                    time.sleep(3)
             if behaviour.send_done:
                 self.wfile.write(b'data: [DONE]\n\n')
             self.wfile.flush()
@@ -160,3 +170,22 @@ def test_certificate_from_another_ca_is_refused(server, tmp_path):
 def test_unreachable_endpoint_is_named():
     with pytest.raises(SmokeTestError, match='cannot reach https://127.0.0.1:9/v1/models'):
         SmokeTest('https://127.0.0.1:9/v1', KEY, None, timeout=5).run(['tiny'], 'hi', 8, 2)
+
+
+@pytest.mark.parametrize('stall, expected', [
+    ('headers', 'POST https://127.0.0.1:[0-9]+/v1/chat/completions: no answer within 1 s'),
+    ('body', 'tiny: the chat completion: no answer within 1 s'),
+    ('stream', 'tiny: the stream, after 1 chunks: no answer within 1 s'),
+])
+def test_a_stalled_endpoint_is_a_message_not_a_traceback(server, stall, expected):
+    """Issue 13: a socket timeout while reading was a MODULE FAILURE with a traceback."""
+    url, ca, behaviour = server
+    behaviour.stall = stall
+    if stall == 'stream':
+        # The non-streamed completion answers in time; the stream stalls after its first chunk.
+        test = SmokeTest(url, KEY, ca, timeout=1)
+        with pytest.raises(SmokeTestError, match=expected):
+            test.stream('tiny', 'hi', 8)
+        return
+    with pytest.raises(SmokeTestError, match=expected):
+        SmokeTest(url, KEY, ca, timeout=1).run(['tiny'], 'hi', 8, 2)

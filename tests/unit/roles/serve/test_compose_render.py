@@ -17,7 +17,7 @@ def render(tmp_path, inventory, *extra):
     argv = ['ansible-playbook', '-i', os.path.join(REPO, inventory), os.path.join(HERE, 'render.yml'),
             '-e', 'render_dir=%s' % tmp_path, '-e', 'fastchat_image_ref=slm-fastchat:test',
             '-e', '{"vault_fastchat_api_keys": ["sk-render-test-key-0123456789"]}',
-            '-e', 'ansible_python_interpreter=python3'] + list(extra)
+            '-e', 'ansible_python_interpreter=python3', '-e', 'fastchat_ca_create=true'] + list(extra)
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
                             env=dict(os.environ, ANSIBLE_NOCOLOR='1'))
     return result
