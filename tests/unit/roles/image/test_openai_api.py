@@ -105,11 +105,11 @@ def test_a_dead_worker_costs_no_request_and_leaves_rotation(stack, client, chat_
         'worker_status': {'model_names': [chat_model], 'speed': 1, 'queue_length': -1}}).raise_for_status()
     picked = httpx.post(stack['controller'] + '/get_worker_address', json={'model': chat_model}, timeout=5).json()
     assert picked['address'] == dead
-    for _ in range(5):
+    for _attempt in range(5):
         reply = client.chat.completions.create(model=chat_model, messages=[{'role': 'user', 'content': 'hi'}],
                                                max_tokens=2, temperature=0)
         assert reply.usage.completion_tokens == 2
-    for _ in range(5):
+    for _attempt in range(5):
         picked = httpx.post(stack['controller'] + '/get_worker_address', json={'model': chat_model}, timeout=5)
         assert picked.json()['address'] != dead
 
