@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible_collections.slm.fastchat.plugins.module_utils._platforms import host_platform, nvidia_driver_plan
 from ansible_collections.slm.fastchat.plugins.module_utils._package_versions import (
-    package_version_matches, package_versions)
+    package_version_matches, package_versions, versionlock_changes)
 
 
 class FilterModule(object):
@@ -19,4 +19,5 @@ class FilterModule(object):
             'nvidia_driver_plan': nvidia_driver_plan,
             'package_versions': package_versions,
             'package_version_matches': package_version_matches,
+            'versionlock_changes': versionlock_changes,
         }

@@ -54,3 +54,25 @@ def package_version_matches(versions, pin):
     else:
         pattern = '^' + re.escape(pin) + DIST_TAG + '$'
     return [version for version in versions or [] if re.match(pattern, version)]
+
+
+def versionlock_changes(lines, packages, hold=True):
+    """What to change in dnf's version locks so they name exactly the installed versions of ``packages``.
+
+    ``lines`` is the output of hold.yml's probe: ``INSTALLED``, one
+    ``<name>-<epoch>:<version>-<release>.*`` per installed package, ``LOCKED``
+    and the lock list (empty when the versionlock plugin is not installed).
+    Returns ``{'add': [...], 'delete': [...]}``: locks of these packages that
+    name another version (or every one of them when releasing) are deleted;
+    the installed versions are added when holding and not locked yet.
+    """
+    lines = [line.strip() for line in lines or [] if line.strip()]
+    if 'INSTALLED' not in lines or 'LOCKED' not in lines:
+        return {'add': [], 'delete': []}
+    installed = lines[lines.index('INSTALLED') + 1:lines.index('LOCKED')]
+    locked = [line for line in lines[lines.index('LOCKED') + 1:] if not line.startswith('#')]
+    pattern = re.compile('^(%s)-[0-9]+:' % '|'.join(re.escape(name).replace(r'\*', '[^:]*') for name in packages))
+    ours = [entry for entry in locked if pattern.match(entry)]
+    wanted = installed if hold else []
+    return {'add': [entry for entry in wanted if entry not in locked],
+            'delete': [entry for entry in ours if entry not in wanted]}

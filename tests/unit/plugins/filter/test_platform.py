@@ -16,7 +16,7 @@ import pytest
 
 from ansible_collections.slm.fastchat.plugins.filter.host_platform import FilterModule
 from ansible_collections.slm.fastchat.plugins.module_utils._package_versions import (
-    package_version_matches, package_versions)
+    package_version_matches, package_versions, versionlock_changes)
 from ansible_collections.slm.fastchat.plugins.module_utils._platforms import (
     PLATFORMS, host_platform, nvidia_driver_plan)
 
@@ -38,7 +38,7 @@ ALMA9 = facts('AlmaLinux', '9.6')
 
 def test_filters_are_exported():
     assert set(FilterModule().filters()) == {'host_platform', 'nvidia_driver_plan', 'package_versions',
-                                             'package_version_matches'}
+                                             'package_version_matches', 'versionlock_changes'}
 
 
 @pytest.mark.parametrize('host, name, supported, deb, rpm, cuda, repo', [
@@ -202,3 +202,25 @@ def test_package_versions_read_both_listings_newest_first(lines, family, expecte
 ])
 def test_package_version_matches(versions, pin, expected):
     assert package_version_matches(versions, pin) == expected
+
+
+PROBE_INSTALLED = ['INSTALLED', 'nvidia-driver-3:580.95.05-1.el9.*', 'kmod-nvidia-open-dkms-3:580.95.05-1.el9.*']
+
+
+@pytest.mark.parametrize('locked, packages, hold, add, delete', [
+    # Issue 12 item 3: after a new pin the lock still names the old version; it moves to the installed one.
+    (['nvidia-driver-3:580.82.07-1.el9.*', 'kmod-nvidia-open-dkms-3:580.82.07-1.el9.*', 'docker-ce-3:27.3.1-1.el9.*'],
+     ['nvidia-driver', 'kmod-nvidia*'], True,
+     ['nvidia-driver-3:580.95.05-1.el9.*', 'kmod-nvidia-open-dkms-3:580.95.05-1.el9.*'],
+     ['nvidia-driver-3:580.82.07-1.el9.*', 'kmod-nvidia-open-dkms-3:580.82.07-1.el9.*']),
+    # Already right: nothing to do (idempotent).
+    (['# Added lock on Sun Nov 29', 'nvidia-driver-3:580.95.05-1.el9.*', 'kmod-nvidia-open-dkms-3:580.95.05-1.el9.*'],
+     ['nvidia-driver', 'kmod-nvidia*'], True, [], []),
+    # Releasing deletes only these packages' locks.
+    (['nvidia-driver-3:580.95.05-1.el9.*', 'nvidia-driver-cuda-3:580.95.05-1.el9.*', 'docker-ce-3:27.3.1-1.el9.*'],
+     ['nvidia-driver'], False, [], ['nvidia-driver-3:580.95.05-1.el9.*']),
+    # Issue 12 item 4: without the versionlock plugin the lock list is empty; releasing changes nothing.
+    ([], ['nvidia-driver', 'kmod-nvidia*'], False, [], []),
+])
+def test_versionlock_changes(locked, packages, hold, add, delete):
+    assert versionlock_changes(PROBE_INSTALLED + ['LOCKED'] + locked, packages, hold) == {'add': add, 'delete': delete}
