@@ -23,7 +23,10 @@ SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLES = os.path.join(SCENARIO, 'roles.yml')
 
 GPU_CHECK = os.path.join(os.environ['MOLECULE_PROJECT_DIRECTORY'], 'playbooks', 'gpu_check.yml')
-PINNED = '580.82.07-1'
+PINNED = '590.44.01-1'
+NEWER = '590.48.01-1'
+FAKE = os.path.join(os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY', ''), 'fake-nvidia')
+CUDA_REPO = 'http://127.0.0.1:8089/cuda/repos/debian13/x86_64/'
 DRIVER_PACKAGES = ['nvidia-driver-cuda', 'nvidia-kernel-open-dkms', 'nvidia-persistenced', 'nvidia-fabricmanager']
 TOOLKIT_PACKAGES = ['nvidia-container-toolkit', 'nvidia-container-toolkit-base', 'libnvidia-container-tools',
                     'libnvidia-container1']
@@ -53,9 +56,15 @@ def test_repositories_are_deb822_sources_trusting_their_own_key_only(host, name,
     assert not host.file('/etc/apt/trusted.gpg').exists
 
 
+def test_debian13_repository_is_trusted_with_its_own_key_not_the_older_distributions(host):
+    """debian13 is signed with 8793F200; 3bf863cc.pub (the older repositories' key) would not verify it."""
+    with open(os.path.join(FAKE, 'cuda', 'repos', 'debian13', 'x86_64', '8793F200.pub')) as handle:
+        assert host.file('/etc/apt/keyrings/nvidia-cuda.asc').content_string == handle.read()
+
+
 def test_driver_is_the_pinned_version_not_the_newest_of_branch_or_repository(host):
     policy = host.check_output('apt-cache policy nvidia-driver-cuda')
-    assert '580.95.05-1' in policy and '590.44.01-1' in policy, policy
+    assert NEWER in policy and '595.58.03-1' in policy, policy
     for package in DRIVER_PACKAGES + ['libcuda1']:
         assert version(host, package) == PINNED, package
 
@@ -80,6 +89,14 @@ def test_persistence_daemon_and_fabric_manager_run_on_an_nvswitch_host(host, uni
     service = host.service(unit)
     assert service.is_enabled
     assert service.is_running
+
+
+def test_persistence_mode_is_on_in_the_gpus_not_only_the_daemon_running(host):
+    """The packaged unit passes --no-persistence-mode (as Ubuntu's does); a drop-in turns it on."""
+    dropin = host.file('/etc/systemd/system/nvidia-persistenced.service.d/slm-fastchat-persistence.conf').content_string
+    assert 'ExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user root --persistence-mode --verbose\n' in dropin
+    modes = host.check_output('nvidia-smi --query-gpu=persistence_mode --format=csv,noheader').split()
+    assert modes == ['Enabled'] * 8, modes
 
 
 def test_container_toolkit_is_the_pinned_version_and_held(host):
@@ -119,10 +136,10 @@ def test_cdi_specification_lists_every_gpu(host):
 
 
 def test_check_mode_diff_shows_a_new_pin_without_making_it(host, tmp_path):
-    returncode, output = run_playbook(ROLES, {'nvidia_driver_version': '580.95.05-1'}, tmp_path,
+    returncode, output = run_playbook(ROLES, {'nvidia_driver_version': NEWER}, tmp_path,
                                       check=True, diff=True)
     assert returncode == 0, output[-3000:]
-    assert '-Pin: version 580.82.07-1 +Pin: version 580.95.05-1' in output, output[-3000:]
+    assert '-Pin: version %s +Pin: version %s' % (PINNED, NEWER) in output, output[-3000:]
     assert version(host, 'nvidia-driver-cuda') == PINNED
 
 
@@ -130,7 +147,7 @@ def test_gpu_check_reports_the_host_and_changes_nothing(host, tmp_path):
     """The fleet check reads the real PCI bus here (no NVIDIA device; the names come from the stand-in nvidia-smi)."""
     returncode, output = run_playbook(GPU_CHECK, {}, tmp_path)
     assert returncode == 0, output[-3000:]
-    assert 'slm-nvidia: 0 NVIDIA GPU(s) on the bus (NVIDIA H100 80GB HBM3), NVSwitch: False, driver: ok 580.82.07.' in output
+    assert 'slm-nvidia: 0 NVIDIA GPU(s) on the bus (NVIDIA H100 80GB HBM3), NVSwitch: False, driver: ok 590.44.01.' in output
     assert 'no FastChat image on the host yet, so container GPU access was not checked' in output
     assert 'changed=0' in output
 
@@ -160,15 +177,21 @@ BAD_INPUTS = {
     'branch that is not three digits': (
         None, {'nvidia_driver_branch': 'r580'}, ["nvidia_driver_branch 'r580' is not a driver branch"]),
     'version pin outside the branch': (
-        None, {'nvidia_driver_version': '570.195.03-1'},
-        ["nvidia_driver_version '570.195.03-1' does not belong to nvidia_driver_branch '580'"]),
+        None, {'nvidia_driver_version': '580.95.05-1'},
+        ["nvidia_driver_version '580.95.05-1' does not belong to nvidia_driver_branch '590'"]),
     'version pin the repository does not have': (
-        None, {'nvidia_driver_version': '580.1.2-1'},
-        ["nvidia_driver_version '580.1.2-1' is not in the repository for nvidia-driver-cuda",
-         'Available: 590.44.01-1, 580.95.05-1, 580.82.07-1']),
-    'branch the repository does not have': (
-        None, {'nvidia_driver_branch': '570', 'nvidia_driver_version': ''},
-        ["nvidia_driver_branch '570.*' is not in the repository"]),
+        None, {'nvidia_driver_version': '590.1.2-1'},
+        ["nvidia_driver_version '590.1.2-1' is not in the repository for nvidia-driver-cuda",
+         'Available: 595.58.03-1, 590.48.01-1, 590.44.01-1']),
+    # The role's default branch: NVIDIA publishes no 580 for Debian 13.
+    'branch 580 on Debian 13': (
+        None, {'nvidia_driver_branch': '580', 'nvidia_driver_version': ''},
+        ["slm-nvidia (Debian-13): nvidia_driver_branch '580': NVIDIA's debian13 repository has no branch-580 driver "
+         "packages (its first branch is 590", "Set nvidia_driver_branch to '590' or later"]),
+    # What the role fetched for every distribution before: the older repositories' key.
+    'repository key with another fingerprint': (
+        None, {'nvidia_driver_repo_key_url': CUDA_REPO + '3bf863cc.pub'},
+        ['The key at %s3bf863cc.pub has fingerprint' % CUDA_REPO, 'nvidia_driver_repo_key_fingerprint']),
     'unknown package source': (
         None, {'nvidia_driver_source': 'runfile'}, ['nvidia_driver_source', 'auto, distribution, cuda']),
     "Canonical's packages on Debian": (
@@ -203,12 +226,12 @@ def pretend_ubuntu_2004(host):
 BAD_INPUTS.update({
     'Secure Boot on without a signing key': (
         'secure_boot_on', {},
-        ['Secure Boot is enabled on slm-nvidia (mokutil --sb-state) and no module signing key is configured',
+        ['slm-nvidia (Debian-13): Secure Boot is enabled and no module signing key is configured',
          'nvidia_driver_module_signing_key']),
     'unsupported OS': (
         'pretend_ubuntu_2004', {},
-        ['slm.fastchat.nvidia_driver supports Debian-12, Debian-13, Ubuntu-22.04, Ubuntu-24.04',
-         'slm-nvidia is Ubuntu-20.04 (ansible_facts.distribution / distribution_version)']),
+        ['slm.fastchat.nvidia_driver supports Debian-12, Debian-13, Ubuntu-22.04, Ubuntu-24.04, RedHat-9, Rocky-9, '
+         'AlmaLinux-9 on x86_64, aarch64', 'slm-nvidia is Ubuntu-20.04 on x86_64']),
 })
 
 
@@ -227,20 +250,40 @@ def test_bad_input_fails_before_installing_naming_the_variable_or_fact(
 
 # Last (it changes the driver back and forth); every test takes `host` so
 # pytest keeps this file's order.
-def test_a_new_pin_moves_the_held_driver_up_and_back_and_reports_the_reboot(host, tmp_path):
-    returncode, output = run_playbook(ROLES, {'nvidia_driver_version': '580.95.05-1'}, tmp_path)
+def test_a_new_pin_moves_the_held_driver_up_and_back_and_settings_switched_off_leave(host, tmp_path):
+    """Also: a stale key is replaced (keys refresh), and files of settings that are now off go away."""
+    stale = {
+        # The older repositories' key where debian13's belongs (a rotated key looks the same).
+        '/etc/apt/keyrings/nvidia-cuda.asc': os.path.join(FAKE, 'cuda', 'repos', 'debian13', 'x86_64', '3bf863cc.pub'),
+    }
+    for dest, source in stale.items():
+        with open(source) as handle:
+            host.run("cat > %s <<'KEY'\n%sKEY" % (dest, handle.read()))
+    # What earlier runs with a proxy and a signing key left.
+    host.run("echo 'Acquire::http::Proxy::127.0.0.1 \"http://127.0.0.1:3128\";' > /etc/apt/apt.conf.d/80slm-nvidia-cuda-proxy")
+    host.run('mkdir -p /etc/dkms/framework.conf.d && echo mok_signing_key=/root/old.key '
+             '> /etc/dkms/framework.conf.d/slm-fastchat-signing.conf')
+    switched_off = {'nvidia_driver_version': NEWER, 'nvidia_driver_blacklist_nouveau': False}
+    returncode, output = run_playbook(ROLES, switched_off, tmp_path)
     assert returncode == 0, output[-3000:]
     assert 'REBOOT NEEDED: slm-nvidia must reboot' in output and 'a new driver was installed' in output
     for package in DRIVER_PACKAGES + ['libcuda1']:
-        assert version(host, package) == '580.95.05-1', package
+        assert version(host, package) == NEWER, package
     assert set(DRIVER_PACKAGES) <= set(held(host))
+    with open(os.path.join(FAKE, 'cuda', 'repos', 'debian13', 'x86_64', '8793F200.pub')) as handle:
+        assert host.file('/etc/apt/keyrings/nvidia-cuda.asc').content_string == handle.read()
+    for path in ('/etc/apt/apt.conf.d/80slm-nvidia-cuda-proxy', '/etc/dkms/framework.conf.d/slm-fastchat-signing.conf',
+                 '/etc/modprobe.d/slm-fastchat-blacklist-nouveau.conf'):
+        assert not host.file(path).exists, path
     # The driver is in place now: a rerun neither changes nor asks for a reboot.
-    returncode, output = run_playbook(ROLES, {'nvidia_driver_version': '580.95.05-1'}, tmp_path)
+    returncode, output = run_playbook(ROLES, switched_off, tmp_path)
     assert returncode == 0 and 'changed=0' in output, output[-3000:]
     assert 'REBOOT NEEDED' not in output
-    assert 'NVIDIA driver 580.95.05, 8 GPU(s) (NVIDIA H100 80GB HBM3), NVSwitch: True' in output
+    assert 'NVIDIA driver 590.48.01, 8 GPU(s) (NVIDIA H100 80GB HBM3), NVSwitch: True' in output
+    assert 'persistence mode: on (nvidia-smi)' in output
     # Rolling back is a pin change too: the inventory's older pin takes the host back.
     returncode, output = run_playbook(ROLES, {}, tmp_path)
     assert returncode == 0 and 'REBOOT NEEDED' in output, output[-3000:]
     for package in DRIVER_PACKAGES + ['libcuda1']:
         assert version(host, package) == PINNED, package
+    assert host.file('/etc/modprobe.d/slm-fastchat-blacklist-nouveau.conf').exists
