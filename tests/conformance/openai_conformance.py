@@ -374,6 +374,19 @@ def test_include_usage_adds_a_final_usage_chunk(client, chat_model):
     assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
 
 
+def test_continuous_usage_stats_give_the_counts_so_far_in_every_chunk(client, chat_model):
+    """vLLM's ``stream_options.continuous_usage_stats``, which load testers such as guidellm send with every
+    streamed request: each chunk carries usage, completion tokens never fall, the last chunk's is exact."""
+    stream = client.chat.completions.create(**chat(chat_model, max_tokens=4, temperature=0, stream=True,
+                                                   stream_options={'include_usage': True,
+                                                                   'continuous_usage_stats': True}))
+    chunks = list(stream)
+    counts = [chunk.usage.completion_tokens for chunk in chunks]
+    assert counts == sorted(counts) and counts[0] < 4 and counts[-1] == 4
+    assert len({chunk.usage.prompt_tokens for chunk in chunks}) == 1
+    assert chunks[-1].choices == []
+
+
 def test_stream_chunks_carry_only_their_own_tokens(client, chat_model):
     request = chat(chat_model, max_tokens=8, temperature=0)
     whole = client.chat.completions.create(**request).choices[0].message.content

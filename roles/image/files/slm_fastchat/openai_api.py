@@ -171,14 +171,15 @@ class Generation:
                 if event['finish_reason'] == 'length':
                     text = text.rstrip('\ufffd')
             self.text = text
+            # Counts first: a chunk with continuous usage reports them with its piece.
+            usage = event.get('usage') or {}
+            self.completion_tokens = usage.get('completion_tokens', self.completion_tokens)
+            self.prompt_tokens = usage.get('prompt_tokens', self.prompt_tokens)
             # Decoding may tidy text already sent (spaces before punctuation);
             # like FastChat, send what lies beyond it rather than resend.
             if len(text) > self.sent:
                 piece, self.sent = text[self.sent:], len(text)
                 yield piece
-            usage = event.get('usage') or {}
-            self.completion_tokens = usage.get('completion_tokens', self.completion_tokens)
-            self.prompt_tokens = usage.get('prompt_tokens', self.prompt_tokens)
             if event.get('finish_reason') is not None:
                 self.finish_reason = event['finish_reason']
 
@@ -352,7 +353,7 @@ class Api:
 
     async def _chat_stream(self, ident, request, generations):
         created = _now()
-        chunk = _chunker(request, lambda choices: ChatCompletionChunk(
+        chunk = _chunker(request, generations, lambda choices: ChatCompletionChunk(
             id=ident, object='chat.completion.chunk', created=created, model=request['model'], choices=choices))
         for generation in generations:
             yield chunk([ChunkChoice(index=generation.index, delta=ChoiceDelta(role='assistant', content=''),
@@ -393,7 +394,7 @@ class Api:
 
     async def _completion_stream(self, ident, request, generations):
         created = _now()
-        chunk = _chunker(request, lambda choices: Completion(
+        chunk = _chunker(request, generations, lambda choices: Completion(
             id=ident, object='text_completion', created=created, model=request['model'], choices=choices))
 
         def choice(generation, piece):
@@ -404,12 +405,15 @@ class Api:
             yield event
 
 
-def _chunker(request, make):
-    """A function of (choices, usage) giving one event: ``make(choices)``'s object, with ``usage`` (null until
-    the last event) when the client asked for it."""
+def _chunker(request, generations, make):
+    """A function of (choices, usage) giving one event: ``make(choices)``'s object, with ``usage`` when the
+    client asked for it: null until the last event, or the counts so far in every event with vLLM's
+    ``continuous_usage_stats``."""
     def chunk(choices, usage=None):
         data = _dump(make(choices))
         if request['include_usage']:
+            if usage is None and request.get('continuous_usage'):
+                usage = _usage(generations, request['n'])
             data['usage'] = _dump(usage) if usage else None
         return _sse(data)
     return chunk

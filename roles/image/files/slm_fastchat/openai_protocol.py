@@ -16,7 +16,8 @@ OpenAI refuses them ("Unrecognized request argument supplied").
 
 The result of :func:`parse_chat` / :func:`parse_completion` is a plain dict:
 
-``model`` (str), ``stream`` (bool), ``include_usage`` (bool), ``n`` (int),
+``model`` (str), ``stream`` (bool), ``include_usage`` (bool), ``continuous_usage`` (bool: usage in
+every chunk, vLLM's ``stream_options.continuous_usage_stats``), ``n`` (int),
 ``max_tokens`` (int or None: None means "what the context leaves"),
 ``stop`` (list of str), ``temperature``/``top_p``/``repetition_penalty``
 (float), ``top_k`` (int, -1 = off), ``user`` (str or None), and
@@ -258,7 +259,7 @@ def _common(body, known, unsupported_table, max_tokens_default):
 
     stream = _boolean(body, 'stream')
     options = body.get('stream_options')
-    include_usage = False
+    include_usage = continuous_usage = False
     if options is not None:
         if not stream:
             raise invalid('stream_options', "The 'stream_options' parameter is only allowed when 'stream' is "
@@ -266,10 +267,14 @@ def _common(body, known, unsupported_table, max_tokens_default):
         if not isinstance(options, dict):
             raise _wrong_type('stream_options', 'an object', options)
         for name in options:
-            if name not in ('include_usage', 'include_obfuscation'):
+            if name not in ('include_usage', 'include_obfuscation', 'continuous_usage_stats'):
                 raise invalid('stream_options.%s' % name, 'Unrecognized request argument supplied: '
                               'stream_options.%s' % name, code='unknown_parameter')
         include_usage = _boolean(options, 'include_usage', name='stream_options.include_usage')
+        # vLLM's extension, which load testers (guidellm) send with every
+        # streamed request: usage so far in each chunk, when usage is asked for.
+        continuous_usage = include_usage and _boolean(options, 'continuous_usage_stats',
+                                                      name='stream_options.continuous_usage_stats')
         # Obfuscation pads chunks against length side channels; a stream here
         # has no such padding, so only "off" can be honoured.
         if _boolean(options, 'include_obfuscation', name='stream_options.include_obfuscation'):
@@ -298,6 +303,7 @@ def _common(body, known, unsupported_table, max_tokens_default):
         'model': model,
         'stream': stream,
         'include_usage': include_usage,
+        'continuous_usage': continuous_usage,
         'n': _integer(body, 'n', 1, MAX_N, 1),
         'max_tokens': _integer(body, 'max_tokens', 1, None, max_tokens_default),
         # An explicit limit the context cannot hold is refused; a default one is cut to fit.

@@ -22,7 +22,7 @@ def chat(**extra):
 def test_defaults():
     request = parse_chat(chat())
     assert request == {
-        'model': 'm', 'stream': False, 'include_usage': False, 'n': 1, 'max_tokens': None,
+        'model': 'm', 'stream': False, 'include_usage': False, 'continuous_usage': False, 'n': 1, 'max_tokens': None,
         'max_tokens_explicit': False, 'max_tokens_param': 'max_tokens', 'stop': [], 'temperature': 1.0,
         'top_p': 1.0, 'top_k': -1, 'repetition_penalty': 1.0, 'user': None, 'messages': [('user', 'hi')]}
 
@@ -35,6 +35,10 @@ def test_defaults():
     ({'stop': 'END'}, 'stop', ['END']),
     ({'stop': None}, 'stop', []),
     ({'stream': True, 'stream_options': {'include_usage': True}}, 'include_usage', True),
+    # vLLM's extension, as guidellm sends it; without include_usage there is no usage to repeat.
+    ({'stream': True, 'stream_options': {'include_usage': True, 'continuous_usage_stats': True}},
+     'continuous_usage', True),
+    ({'stream': True, 'stream_options': {'continuous_usage_stats': True}}, 'continuous_usage', False),
     ({'temperature': 0}, 'temperature', 0.0),
     ({'top_k': 0}, 'top_k', -1),
     ({'n': MAX_N}, 'n', MAX_N),
