@@ -17,7 +17,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help venv collection host-tools testhost lint yamllint ansible-lint sanity unit \
-        molecule test demo demo-down benchmark benchmark-api build lock clean
+        molecule test demo demo-down benchmark benchmark-api benchmark-capacity capacity build lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,15 @@ SSLYZE := .cache/sslyze/bin/sslyze
 $(SSLYZE): requirements/sslyze.txt
 	$(PYTHON) -m venv .cache/sslyze
 	.cache/sslyze/bin/pip install --quiet --no-deps -r requirements/sslyze.txt
+	touch $@
+
+# guidellm, the capacity report's load tester, brings torch, transformers and
+# datasets: a virtualenv of its own, with the local CPU torch wheel (pinned in
+# requirements/guidellm.txt; plain torch would pull a multi-GB CUDA build).
+GUIDELLM := .cache/guidellm/bin/guidellm
+$(GUIDELLM): requirements/guidellm.txt
+	$(PYTHON) -m venv .cache/guidellm
+	.cache/guidellm/bin/pip install --quiet --no-deps -r requirements/guidellm.txt
 	touch $@
 
 # slm.fastchat.* resolves from the checkout through this link (ansible.cfg).
@@ -119,6 +128,15 @@ clean: ## Remove the virtualenv and caches (not the test-host image)
 
 benchmark-api: venv collection ## slm.fastchat's OpenAI layer vs FastChat's, side by side on the demo
 	benchmarks/api_layer.sh
+
+CAPACITY_INVENTORY ?= inventories/demo
+CAPACITY_ARGS ?=
+capacity: venv collection $(GUIDELLM) ## Users an endpoint holds at TTFT p95 <= 2 s, e2e p99 <= 10 s (demo by default; CAPACITY_INVENTORY, CAPACITY_ARGS="-e ...")
+	ansible-playbook -i $(CAPACITY_INVENTORY) playbooks/capacity.yml -e capacity_venv=$(CURDIR)/.cache/guidellm \
+	  -e capacity_report_dir=$(CURDIR)/.cache/capacity $(CAPACITY_ARGS)
+
+benchmark-capacity: venv collection $(GUIDELLM) ## Users held per worker backend (BACKENDS="hf vllm"), side by side on the demo
+	benchmarks/capacity.sh
 
 benchmark: venv collection ## Measure the demo (proxy overhead, workers, dispatch); needs `make demo`
 	benchmarks/run.sh
