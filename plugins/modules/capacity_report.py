@@ -144,6 +144,9 @@ def _plot(runs, target, path, series, ylabel, title):
         axes.axhline(value, color='grey', linestyle=':', linewidth=1)
         axes.annotate(key, (axes.get_xlim()[0], value), textcoords='offset points', xytext=(4, 3), fontsize=8,
                       color='grey')
+    measured = sorted({row['users'] for run in runs for row in run['result']['rows']})
+    axes.set_xticks(measured)
+    axes.set_ylim(bottom=0)
     axes.set_xlabel('concurrent users')
     axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize=10)
