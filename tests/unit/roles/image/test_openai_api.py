@@ -10,6 +10,7 @@ image, Docker or nginx. The same suite runs through nginx and TLS in the e2e
 scenario (molecule/e2e/tests/test_conformance.py).
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +29,8 @@ from tests.conformance.openai_conformance import *  # noqa: E402,F401,F403  pyli
 from tests.conformance.openai_conformance import Endpoint  # noqa: E402  pylint: disable=wrong-import-position
 
 KEY = 'sk-unit-test-key-0123456789'
+# guidellm's virtualenv (`make unit` makes it; requirements/guidellm.txt).
+GUIDELLM_VENV = os.path.join(ROOT, '.cache', 'guidellm')
 
 
 def free_port():
@@ -112,6 +115,39 @@ def test_a_dead_worker_costs_no_request_and_leaves_rotation(stack, client, chat_
     for _attempt in range(5):
         picked = httpx.post(stack['controller'] + '/get_worker_address', json={'model': chat_model}, timeout=5)
         assert picked.json()['address'] != dead
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(GUIDELLM_VENV, 'bin', 'guidellm')),
+                    reason='no guidellm virtualenv under .cache/guidellm (make unit makes it)')
+def test_a_capacity_sweep_with_guidellm_finds_the_users_held(stack, tmp_path):
+    """playbooks/capacity.yml end to end: the real guidellm streams through the API server at 1 and 2 users,
+    and the report says how many users meet a generous target, with its files and plots."""
+    extra = tmp_path / 'vars.json'
+    extra.write_text(json.dumps({
+        'capacity_host': 'localhost', 'ansible_connection': 'local',
+        'capacity_url': stack['endpoint'].base + '/v1', 'capacity_api_key': KEY, 'capacity_ca_path': '',
+        'capacity_model': 'tiny-llama', 'capacity_tokenizer': str(stack['work'] / 'tiny-llama'),
+        'capacity_users': [1, 2], 'capacity_requests_per_user': 1, 'capacity_min_requests': 2,
+        'capacity_prompt_tokens': 16, 'capacity_output_tokens': 8, 'capacity_ttft_p95_max': 60,
+        'capacity_e2e_p99_max': 120, 'capacity_report_dir': str(tmp_path / 'reports'),
+        'capacity_label': 'loopback', 'capacity_venv': GUIDELLM_VENV}))
+    extra.chmod(0o600)
+    run = subprocess.run(['ansible-playbook', '-i', 'localhost,', os.path.join(ROOT, 'playbooks', 'capacity.yml'),
+                          '-e', '@' + str(extra)], capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert 'holds 2 users at TTFT p95 <= 60 s, e2e p99 <= 120 s' in run.stdout
+    assert KEY not in run.stdout
+    (report,) = (tmp_path / 'reports').iterdir()
+    assert sorted(path.name for path in report.iterdir()) == [
+        'capacity.json', 'capacity.md', 'guidellm.json', 'guidellm.log', 'latency.png', 'throughput.png']
+    result = json.loads((report / 'capacity.json').read_text())['result']
+    assert [(row['users'], row['requests'], row['errors']) for row in result['rows']] == [(1, 2, 0), (2, 2, 0)]
+    # tiny-llama never ends its turn: every answer is max_tokens long, counted from the stream's usage.
+    assert all(row['output_tokens_mean'] == 8 for row in result['rows'])
+    assert all(0 < row['ttft_p95'] <= row['e2e_p99'] for row in result['rows'])
+    assert (report / 'latency.png').read_bytes()[:4] == b'\x89PNG'
+    for path in report.iterdir():
+        assert KEY not in path.read_text(errors='replace')
 
 
 def test_workers_register_again_after_a_controller_restart(stack, client):
