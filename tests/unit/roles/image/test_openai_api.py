@@ -122,9 +122,12 @@ def test_a_dead_worker_costs_no_request_and_leaves_rotation(stack, client, chat_
 def test_a_capacity_sweep_with_guidellm_finds_the_users_held(stack, tmp_path):
     """playbooks/capacity.yml end to end: the real guidellm streams through the API server at 1 and 2 users,
     and the report says how many users meet a generous target, with its files and plots."""
+    inventory = tmp_path / 'inventory.json'
+    inventory.write_text(json.dumps({'all': {'hosts': {'localhost': {
+        'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}))
     extra = tmp_path / 'vars.json'
     extra.write_text(json.dumps({
-        'capacity_host': 'localhost', 'ansible_connection': 'local',
+        'capacity_host': 'localhost',
         'capacity_url': stack['endpoint'].base + '/v1', 'capacity_api_key': KEY, 'capacity_ca_path': '',
         'capacity_model': 'tiny-llama', 'capacity_tokenizer': str(stack['work'] / 'tiny-llama'),
         'capacity_users': [1, 2], 'capacity_requests_per_user': 1, 'capacity_min_requests': 2,
@@ -132,16 +135,19 @@ def test_a_capacity_sweep_with_guidellm_finds_the_users_held(stack, tmp_path):
         'capacity_e2e_p99_max': 120, 'capacity_report_dir': str(tmp_path / 'reports'),
         'capacity_label': 'loopback', 'capacity_venv': GUIDELLM_VENV}))
     extra.chmod(0o600)
-    run = subprocess.run(['ansible-playbook', '-i', 'localhost,', os.path.join(ROOT, 'playbooks', 'capacity.yml'),
+    run = subprocess.run(['ansible-playbook', '-i', str(inventory), os.path.join(ROOT, 'playbooks', 'capacity.yml'),
                           '-e', '@' + str(extra)], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert 'holds 2 users at TTFT p95 <= 60 s, e2e p99 <= 120 s' in run.stdout
+    # The YAML callback folds long messages.
+    assert 'holds 2 users at TTFT p95 <= 60 s, e2e p99 <= 120 s' in ' '.join(run.stdout.split())
     assert KEY not in run.stdout
     (report,) = (tmp_path / 'reports').iterdir()
     assert sorted(path.name for path in report.iterdir()) == [
         'capacity.json', 'capacity.md', 'guidellm.json', 'guidellm.log', 'latency.png', 'throughput.png']
     result = json.loads((report / 'capacity.json').read_text())['result']
-    assert [(row['users'], row['requests'], row['errors']) for row in result['rows']] == [(1, 2, 0), (2, 2, 0)]
+    assert [(row['users'], row['errors']) for row in result['rows']] == [(1, 0), (2, 0)]
+    # At least the 2 asked for are measured after the warm-up (how many more depends on timing).
+    assert all(row['requests'] >= 2 for row in result['rows'])
     # tiny-llama never ends its turn: every answer is max_tokens long, counted from the stream's usage.
     assert all(row['output_tokens_mean'] == 8 for row in result['rows'])
     assert all(0 < row['ttft_p95'] <= row['e2e_p99'] for row in result['rows'])
