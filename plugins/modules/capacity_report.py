@@ -139,7 +139,8 @@ def _plot(runs, target, path, series, ylabel, title):
                 axes.plot([p[0] for p in points], [p[1] for p in points], style, color=colour,
                           label='%s %s' % (run['label'], name))
         if run['result']['users']:
-            axes.axvline(run['result']['users'], color=colour, alpha=0.25, linewidth=6)
+            axes.axvline(run['result']['users'], color=colour, alpha=0.25, linewidth=6,
+                         label='%s holds %d' % (run['label'], run['result']['users']))
     for key, value in target:
         axes.axhline(value, color='grey', linestyle=':', linewidth=1)
         axes.annotate(key, (axes.get_xlim()[0], value), textcoords='offset points', xytext=(4, 3), fontsize=8,
