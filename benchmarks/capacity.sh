@@ -26,16 +26,18 @@ deploy() {  # backend
 }
 
 compare=()
+redeployed=
 for backend in $backends; do
-  [ "$backend" = current ] || deploy "$backend"
+  [ "$backend" = current ] || { deploy "$backend"; redeployed=1; }
   # shellcheck disable=SC2086  # CAPACITY_ARGS is a list of words by design
   ansible-playbook -i inventories/demo playbooks/capacity.yml -e capacity_venv="$PWD/.cache/guidellm" \
     -e capacity_report_dir="$out" -e capacity_label="$backend" \
     -e "{\"capacity_compare\": $(printf '%s\n' "${compare[@]}" | python3 -c 'import json,sys; print(json.dumps([l for l in sys.stdin.read().split() if l]))')}" \
     ${CAPACITY_ARGS:-}
-  compare+=("$(ls -d "$out/$backend"-*/ | tail -1)capacity.json")
+  runs=("$out/$backend"-*/)  # one per sweep of this label, oldest first (time-stamped names)
+  compare+=("${runs[-1]}capacity.json")
 done
-if [ "$backends" != current ]; then
+if [ -n "$redeployed" ]; then
   echo "restoring the demo's own settings" >&2
   ansible-playbook -i inventories/demo site.yml --tags image,serve > "$out/deploy-restore.log"
 fi
