@@ -148,8 +148,9 @@ def test_a_capacity_sweep_with_guidellm_finds_the_users_held(stack, tmp_path):
     assert [(row['users'], row['errors']) for row in result['rows']] == [(1, 0), (2, 0)]
     # At least the 2 asked for are measured after the warm-up (how many more depends on timing).
     assert all(row['requests'] >= 2 for row in result['rows'])
-    # tiny-llama never ends its turn: every answer is max_tokens long, counted from the stream's usage.
-    assert all(row['output_tokens_mean'] == 8 for row in result['rows'])
+    # Answers are capped at max_tokens, counted from the stream's usage (guidellm samples at temperature 1, so
+    # even tiny-llama may draw its end-of-turn token early).
+    assert all(4 <= row['output_tokens_mean'] <= 8 for row in result['rows'])
     assert all(0 < row['ttft_p95'] <= row['e2e_p99'] for row in result['rows'])
     assert (report / 'latency.png').read_bytes()[:4] == b'\x89PNG'
     for path in report.iterdir():
