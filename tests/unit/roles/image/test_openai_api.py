@@ -150,7 +150,7 @@ def test_a_capacity_sweep_with_guidellm_finds_the_users_held(stack, tmp_path):
     assert all(row['requests'] >= 2 for row in result['rows'])
     # Answers are capped at max_tokens, counted from the stream's usage (guidellm samples at temperature 1, so
     # even tiny-llama may draw its end-of-turn token early).
-    assert all(4 <= row['output_tokens_mean'] <= 8 for row in result['rows'])
+    assert all(0 < row['output_tokens_mean'] <= 8 for row in result['rows'])
     assert all(0 < row['ttft_p95'] <= row['e2e_p99'] for row in result['rows'])
     assert (report / 'latency.png').read_bytes()[:4] == b'\x89PNG'
     for path in report.iterdir():
