@@ -78,10 +78,14 @@ lint: yamllint ansible-lint sanity ## yamllint, ansible-lint (production profile
 unit: venv collection ## Unit and collection tests (pytest)
 	pytest -q tests/unit tests/integration
 
-molecule: venv collection testhost $(SSLYZE) ## Molecule scenarios: all, or SCENARIO=<name>
-	@failed=; for s in $(or $(SCENARIO),$(SCENARIOS)); do \
-	  echo "--- molecule test -s $$s"; molecule test -s $$s || failed="$$failed $$s"; done; \
-	  if [ -n "$$failed" ]; then echo "failed scenarios:$$failed"; exit 1; fi
+# Lanes run side by side, each lane's scenarios one after another: the
+# CPU-bound deployments in one, the package-install ones in the other.
+# A scenario no lane names joins the last lane.
+MOLECULE_LANES ?= e2e,fleet docker,docker_bad_input,nvidia
+
+molecule: venv collection testhost $(SSLYZE) ## Molecule scenarios: all (in parallel lanes), or SCENARIO=<name>
+	@if [ -n "$(SCENARIO)" ]; then scripts/molecule-lanes.sh -- $(SCENARIO); \
+	else scripts/molecule-lanes.sh $(MOLECULE_LANES) -- $(SCENARIOS); fi
 
 test: ## Everything CI runs: lint, unit, molecule; ends with a summary line
 	@scripts/run-checks.sh yamllint ansible-lint sanity unit molecule

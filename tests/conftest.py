@@ -18,3 +18,8 @@ if not os.path.isdir(os.path.join(COLLECTIONS, 'ansible_collections', 'slm', 'fa
     raise RuntimeError('run `make collection` first: %s is missing' % COLLECTIONS)
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+
+# FastChat's loggers write controller.log / model_worker_*.log into LOGDIR,
+# the working directory by default: keep them out of the checkout.
+os.environ.setdefault('LOGDIR', os.path.join(REPO, '.cache', 'test-logs'))
+os.makedirs(os.environ['LOGDIR'], exist_ok=True)

@@ -92,6 +92,21 @@ def test_sysfs_readings_without_lspci():
     assert result['pci_gpu_count'] == 1 and result['nvswitch']
 
 
+def test_a_real_h200_vm_reads_as_one_gpu():
+    """Recorded on a real host (a VM with one H200 passed through, driver
+    580.159.04, 2026-11-29): nvidia-smi's line, and its sysfs entry, which is
+    all that VM has (no lspci)."""
+    state, gpus, driver, message = parse_nvidia_smi(0, fixture('h200-vm.nvidia-smi'))
+    assert (state, driver, message) == ('ok', '580.159.04', '')
+    assert gpus == [{'index': 0, 'name': 'NVIDIA H200', 'uuid': 'GPU-814ea081-2e93-c9ef-f1ab-3864a3c19bd8',
+                     'pci_bus_id': '00000000:00:06.0', 'memory_mib': 143771}]
+    entries = {'0000:00:06.0': {'vendor': '0x10de', 'device': '0x2335', 'class': '0x030200'},
+               '0000:00:01.0': {'vendor': '0x1af4', 'device': '0x1042', 'class': '0x018000'}}
+    result = summarise(parse_sysfs(entries), state, gpus, driver)
+    assert result['gpu_count'] == result['pci_gpu_count'] == 1
+    assert result['models'] == ['NVIDIA H200'] and not result['nvswitch'] and not result['reboot_required']
+
+
 def test_a_failing_nvidia_smi_keeps_its_words():
     """Issue 13: the facts said driver_state 'mismatch' or 'error' but dropped what nvidia-smi printed."""
     result = summarise(parse_lspci(fixture('a10g-x4.lspci')), *parse_nvidia_smi(18, '', fixture('mismatch.nvidia-smi')))

@@ -31,6 +31,9 @@ from tests.conformance.openai_conformance import Endpoint  # noqa: E402  pylint:
 KEY = 'sk-unit-test-key-0123456789'
 # guidellm's virtualenv (`make capacity` makes it from requirements/guidellm.txt; CI does not: ~2 min).
 GUIDELLM_VENV = os.path.join(ROOT, '.cache', 'guidellm')
+# The workers' device: cpu here; SLM_TEST_DEVICE=cuda runs the same suite on a
+# GPU (the device check in docs/development.md).
+DEVICE = os.environ.get('SLM_TEST_DEVICE', 'cpu')
 
 
 def free_port():
@@ -50,7 +53,8 @@ def stack(tmp_path_factory):
     keys = work / 'api_keys'
     keys.write_text('# test\n%s\n' % KEY)
     keys.chmod(0o600)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'roles', 'image', 'files'),
+    pythonpath = os.pathsep.join(filter(None, (os.path.join(ROOT, 'roles', 'image', 'files'), os.environ.get('PYTHONPATH'))))
+    env = dict(os.environ, PYTHONPATH=pythonpath,
                SLM_FASTCHAT_API_KEYS_FILE=str(keys), FASTCHAT_WORKER_HEART_BEAT_INTERVAL='5')
     controller, api = free_port(), free_port()
     controller_url = 'http://127.0.0.1:%d' % controller
@@ -60,7 +64,7 @@ def stack(tmp_path_factory):
         commands.append([sys.executable, '-m', 'slm_fastchat.model_worker', '--host', '127.0.0.1', '--port', str(port),
                          '--worker-address', 'http://127.0.0.1:%d' % port, '--controller-address', controller_url,
                          '--model-path', str(work / model), '--model-names', model, '--conv-template', template,
-                         '--device', 'cpu', '--stream-interval', '1'])
+                         '--device', DEVICE, '--stream-interval', '1'])
     commands.append([sys.executable, '-m', 'slm_fastchat.api_server', '--host', '127.0.0.1', '--port', str(api),
                      '--controller-address', controller_url])
     processes = []
