@@ -262,8 +262,9 @@ def create_app(worker):
 
     @app.post('/worker_get_status')
     async def status(request: Request):  # pylint: disable=unused-argument
-        return worker.base.get_status() if worker.base else {'model_names': [], 'speed': 1,
-                                                               'queue_length': worker.queue_length()}
+        if worker.base:
+            return worker.base.get_status()
+        return {'model_names': [], 'speed': 1, 'queue_length': worker.queue_length()}
 
     @app.post('/count_token')
     async def count_token(request: Request):
@@ -300,7 +301,7 @@ def base_worker_class():
 
 def parse_args(argv):
     """(worker options, vLLM engine arguments): the worker's own flags first, the rest go to vLLM."""
-    parser = argparse.ArgumentParser(prog='slm_fastchat.vllm_worker', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='slm_fastchat.vllm_worker', description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--host', default='localhost')
     parser.add_argument('--port', type=int, default=21002)
     parser.add_argument('--worker-address', default='http://localhost:21002')

@@ -153,8 +153,8 @@ def test_vllm_is_the_default_backend_with_eager_mode_on_cpu():
     cpu = fastchat_workers([model(vllm={'kv_cache_space': 1, 'max_num_seqs': 32})], 0, 'cpu')
     assert [(w['backend'], w['engine_args'], w['environment'], w['concurrency']) for w in cpu] == [
         ('vllm', ['--max-num-seqs=32', '--enforce-eager'], {'VLLM_CPU_KVCACHE_SPACE': '1'}, 32)]
-    cuda = fastchat_workers([model(workers=2, gpus_per_worker=2, vllm={'gpu_memory_utilization': 0.9,
-                                                                      'dtype': 'bfloat16'})], 4, 'cuda')
+    options = {'gpu_memory_utilization': 0.9, 'dtype': 'bfloat16'}
+    cuda = fastchat_workers([model(workers=2, gpus_per_worker=2, vllm=options)], 4, 'cuda')
     assert [(w['device_ids'], w['engine_args'], w['concurrency']) for w in cuda] == [
         (['0', '1'], ['--dtype=bfloat16', '--gpu-memory-utilization=0.9', '--tensor-parallel-size=2'], 256),
         (['2', '3'], ['--dtype=bfloat16', '--gpu-memory-utilization=0.9', '--tensor-parallel-size=2'], 256)]
