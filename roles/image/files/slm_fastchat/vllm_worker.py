@@ -47,6 +47,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import uuid
 
@@ -86,17 +87,13 @@ def sampling_options(params, stop_token_ids, max_tokens):
     """Keyword arguments for vLLM's SamplingParams from a FastChat ``/worker_generate_stream`` request.
 
     ``params`` is what the API server sends: ``temperature``, ``top_p``,
-    ``top_k`` (-1: off), ``repetition_penalty``, ``stop`` (strings) and
-    ``max_new_tokens``. Text is decoded as FastChat decodes it: special
-    tokens skipped, no spaces added between them.
+    ``top_k`` (-1: off), ``repetition_penalty`` and ``max_new_tokens``;
+    stop strings are the worker's job (:class:`Reply`).
     """
     temperature = float(params.get('temperature', 1.0))
     top_p = float(params.get('top_p', 1.0))
     if temperature <= GREEDY_TEMPERATURE:
         temperature, top_p = 0.0, 1.0
-    stop = params.get('stop') or []
-    if isinstance(stop, str):
-        stop = [stop]
     top_k = int(params.get('top_k', -1) or -1)
     return {
         'n': 1,
@@ -106,10 +103,9 @@ def sampling_options(params, stop_token_ids, max_tokens):
         'top_k': top_k if top_k > 0 else -1,
         'repetition_penalty': float(params.get('repetition_penalty', 1.0)),
         'max_tokens': max_tokens,
-        'stop': [text for text in stop if text],
         'stop_token_ids': list(stop_token_ids),
-        'skip_special_tokens': True,
-        'spaces_between_special_tokens': False,
+        # The worker decodes and matches stop strings itself (Reply).
+        'detokenize': False,
     }
 
 
@@ -131,6 +127,52 @@ def event(text, prompt_tokens, generated, finish_reason=None, error_code=0):
         'finish_reason': finish_reason,
     }
     return json.dumps(body).encode() + b'\0'
+
+
+class Reply(object):
+    """A reply's text token by token, cut at the first stop string, as FastChat's generate_stream does it.
+
+    vLLM's own detokenizer would use the tokenizer as transformers 5 loads
+    it, which for some models (e.g. a Llama-class tokenizer.json with
+    byte-level BPE) differs from what the HF worker's transformers 4 decodes;
+    decoding here with the worker's tokenizer keeps both backends' text and
+    stop-string handling the same.
+    """
+
+    def __init__(self, decode, stop):
+        self.decode = decode
+        self.stop = list(stop)
+        self.text = ''
+        self.count = 0
+        # Whether the text ends with the start of a stop string (not sent until it is clear).
+        self.held = False
+
+    def advance(self, tokens):
+        """(text, cut) after ``tokens`` (the reply so far); cut: a stop string ended the reply here."""
+        self.count = len(tokens)
+        text = self.decode(tokens)
+        for stop in self.stop:
+            found = text.find(stop)
+            if found >= 0:
+                self.text = text[:found]
+                return self.text, True
+        self.held = any(text.endswith(stop[:size]) for stop in self.stop for size in range(1, len(stop)))
+        self.text = text
+        return text, False
+
+
+def load_tokenizer(path):
+    """The model's tokenizer, tokenising and decoding as the HF worker's does.
+
+    A ``tokenizer.json`` is loaded as it is (PreTrainedTokenizerFast): under
+    transformers 5, AutoTokenizer rebuilds e.g. a ``LlamaTokenizer`` from its
+    vocabulary with a different pipeline (measured on SmolLM2 converted from
+    GGUF: newlines dropped, 33 prompt tokens instead of 41).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    if os.path.isfile(os.path.join(path, 'tokenizer.json')):
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
 
 
 class VLLMWorker(object):
@@ -210,21 +252,34 @@ class VLLMWorker(object):
             stops = stop_ids(self.tokenizer, self.conv, requested)
             ends = self.ends | set(stops)
             sampling = SamplingParams(**sampling_options(params, stops, max(1, min(wanted, room))))
-            text, generated = '', 0
+            stop = [text for text in (params.get('stop') or []) if text]
+            stop = [stop] if isinstance(stop, str) else stop
+            reply = Reply(self.decode, stop)
             async for output in self.engine.generate(TokensPrompt(prompt_token_ids=ids), sampling, request_id):
                 choice = output.outputs[0]
                 reason = choice.finish_reason if output.finished else None
                 if reason not in (None, 'stop', 'length'):
                     # vLLM's 'abort' and others: the engine gave up on it.
                     reason = 'stop'
-                text = choice.text
-                generated = completion_tokens(list(choice.token_ids), reason, ends)
-                if output.finished:
-                    finished = True
-                yield event(text, len(ids), generated, reason)
+                # vLLM hands over several tokens at once when this stream
+                # lags behind the engine: one event per token, as the HF
+                # worker streams.
+                tokens = list(choice.token_ids)
+                for count in range(reply.count + 1, len(tokens) + 1):
+                    last = count == len(tokens)
+                    text, cut = reply.advance(tokens[:count])
+                    if cut:
+                        finished = output.finished and last
+                        yield event(text, len(ids), count, 'stop')
+                        return
+                    if last and output.finished:
+                        finished = True
+                        yield event(text, len(ids), completion_tokens(tokens, reason, ends), reason)
+                    elif not reply.held:
+                        yield event(text, len(ids), count)
             if not finished:
                 finished = True
-                yield event(text, len(ids), generated, 'stop')
+                yield event(reply.text, len(ids), reply.count, 'stop')
         except Exception as error:  # pylint: disable=broad-except
             # Reported as FastChat reports it, so the API server answers with OpenAI's error shape.
             LOG.exception('generation failed')
@@ -235,6 +290,10 @@ class VLLMWorker(object):
                 # The stream was closed before the end: free the engine's slot now.
                 await self.engine.abort(request_id)
             self._free()
+
+    def decode(self, tokens):
+        """The reply's text as FastChat's HF worker decodes it: special tokens skipped, no spaces between them."""
+        return self.tokenizer.decode(tokens, skip_special_tokens=True, spaces_between_special_tokens=False)
 
     async def generate(self, params):
         """The last event of generate_stream, as a dict (FastChat's ``/worker_generate``)."""
@@ -326,7 +385,6 @@ def engine_arguments(model_path, rest):
 def build(args, rest):
     """(worker, app) for parsed arguments: the engine loaded, nothing registered yet."""
     from vllm.v1.engine.async_llm import AsyncLLM
-    from transformers import AutoTokenizer
 
     from slm_fastchat.model_worker import doubled_bos
 
@@ -336,7 +394,7 @@ def build(args, rest):
         sys.exit('unknown --conv-template %r; slm.fastchat adds %s to FastChat\'s own'
                  % (args.conv_template, ', '.join(templates.FAMILIES)))
     conv = conv_templates[args.conv_template].copy()
-    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    tokenizer = load_tokenizer(args.model_path)
     if doubled_bos(tokenizer, conv):
         sys.exit('the tokenizer adds %s in front of every prompt and template %s starts with it too: set '
                  '"add_bos_token": false in the model\'s tokenizer_config.json' % (tokenizer.bos_token, conv.name))

@@ -179,3 +179,17 @@ def test_requests_run_concurrently(worker):
 def test_prompt_beyond_the_context_is_an_error_event(worker):
     result = run(worker.generate(params(prompt='hello ' * 400)))
     assert result['error_code'] == vllm_worker.CONTEXT_OVERFLOW
+
+
+def test_a_stream_that_lags_behind_the_engine_still_gets_every_token(worker):
+    """vLLM merges the outputs a slow reader has not taken; the worker still sends one event per token."""
+    async def slow():
+        events = []
+        async for raw in worker.generate_stream(params(max_new_tokens=12)):
+            events.append(json.loads(raw[:-1]))
+            await asyncio.sleep(0.3)
+        return events
+    events = run(slow())
+    assert [event['usage']['completion_tokens'] for event in events] == list(range(1, 13))
+    texts = [event['text'] for event in events]
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:])), texts
