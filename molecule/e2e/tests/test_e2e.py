@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -181,20 +182,30 @@ def test_both_backends_count_the_same_prompt_tokens(client):
 
 
 def test_vllm_worker_batches_concurrent_requests(client, host):
-    """Eight users at once on one vLLM worker: all are answered in full, and the worker reports them queued
-    while they run (FastChat's HF worker would run them one by one)."""
-    seen = []
+    """Eight users stream from one vLLM worker at once: all eight are in its batch together (FastChat's HF
+    worker admits serve_worker_concurrency, 5, and generates one at a time), and every one is answered."""
+    started = threading.Barrier(9, timeout=120)
+    release = threading.Event()
 
     def ask(_index):
-        reply = client.chat.completions.create(model=VLLM_MODEL, messages=[{'role': 'user', 'content': 'count'}],
-                                               max_tokens=64, temperature=0)
-        return reply.usage.completion_tokens
+        stream = client.chat.completions.create(model=VLLM_MODEL, messages=[{'role': 'user', 'content': 'count'}],
+                                                max_tokens=1500, temperature=0, stream=True,
+                                                stream_options={'include_usage': True})
+        chunks = iter(stream)
+        next(chunks)
+        next(chunks)
+        started.wait()
+        release.wait(120)
+        return [chunk.usage.completion_tokens for chunk in chunks if chunk.usage][-1]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(ask, index) for index in range(8)]
-        while not all(future.done() for future in futures):
-            seen.append(worker_status(host, 'fastchat-worker-tiny-llama-vllm-1')['queue_length'])
-        assert [future.result() for future in futures] == [64] * 8
-    assert max(seen) > 1, seen
+        started.wait()
+        try:
+            in_flight = worker_status(host, 'fastchat-worker-tiny-llama-vllm-1')['queue_length']
+        finally:
+            release.set()
+        assert [future.result() for future in futures] == [1500] * 8
+    assert in_flight == 8
 
 
 def test_a_client_that_goes_away_frees_its_vllm_slot(client, host):
