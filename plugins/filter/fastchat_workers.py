@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.slm.fastchat.plugins.module_utils._workers import enabled_models, model_errors, place_workers
+from ansible_collections.slm.fastchat.plugins.module_utils._workers import backend, enabled_models, model_errors, place_workers
 
 
 def fastchat_workers(models, gpu_count=0, device='cuda'):
@@ -26,10 +26,16 @@ def fastchat_model_errors(models, gpu_count=0, device='cuda', allow_unpinned=Fal
     return errors
 
 
+def fastchat_backends(models):
+    """Sorted backends (vllm, hf) of the enabled entries: which images a worker host needs."""
+    return sorted(set(backend(model) for model in enabled_models(models) if isinstance(model, dict)))
+
+
 class FilterModule(object):
     def filters(self):
         return {
             'fastchat_workers': fastchat_workers,
             'fastchat_model_errors': fastchat_model_errors,
             'fastchat_enabled_models': enabled_models,
+            'fastchat_backends': fastchat_backends,
         }

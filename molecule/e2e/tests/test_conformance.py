@@ -29,6 +29,12 @@ def address(host):
         'ansible_default_ipv4']['address']
 
 
+# The whole suite once per backend: FastChat's HF worker, then the vLLM worker.
+@pytest.fixture(scope='module', params=['tiny-llama', 'tiny-llama-vllm'])
+def chat_model(request):
+    return request.param
+
+
 @pytest.fixture(scope='module')
 def endpoint(address):
     return Endpoint('https://%s' % address, KEY, CA)

@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 PROJECT = os.environ['MOLECULE_PROJECT_DIRECTORY']
 BUILD_DIR = '/var/lib/slm-fastchat/image-build'
 EXTENSION = os.path.join(PROJECT, 'roles', 'image', 'files', 'slm_fastchat')
@@ -45,11 +47,12 @@ def second_checkout(target):
     return root
 
 
-def test_build_context_holds_only_the_inputs(host):
+@pytest.mark.parametrize('build_dir', [BUILD_DIR, BUILD_DIR + '-vllm'])
+def test_build_context_holds_only_the_inputs(host, build_dir):
     shipped = sorted(name for name in os.listdir(EXTENSION) if name.endswith('.py'))
-    on_host = sorted(host.check_output('ls -A %s/slm_fastchat' % BUILD_DIR).split())
+    on_host = sorted(host.check_output('ls -A %s/slm_fastchat' % build_dir).split())
     assert on_host == shipped
-    assert sorted(host.check_output('ls -A %s' % BUILD_DIR).split()) \
+    assert sorted(host.check_output('ls -A %s' % build_dir).split()) \
         == sorted(['Dockerfile', 'constraints.txt', 'ca-bundle.crt', 'slm_fastchat', 'wheels'])
 
 
@@ -64,12 +67,12 @@ def test_deploy_from_a_second_checkout_rebuilds_and_restarts_nothing(host, tmp_p
             os.utime(os.path.join(EXTENSION, name), None)
         root = second_checkout(tmp_path / 'clone')
         before = container_starts(host)
-        images = host.check_output('docker images -q slm-fastchat')
+        images = host.check_output("docker images -q 'slm-fastchat*'")
         returncode, output = playbook(str(root / 'site.yml'), tmp_path, ANSIBLE_COLLECTIONS_PATH=str(tmp_path / 'clone'))
         assert returncode == 0, output[-3000:]
         assert 'changed=0' in output, output[-3000:]
         assert container_starts(host) == before
-        assert host.check_output('docker images -q slm-fastchat') == images
+        assert host.check_output("docker images -q 'slm-fastchat*'") == images
     finally:
         os.remove(os.path.join(cache, 'day2-test.cpython-311.pyc'))
 
@@ -90,7 +93,8 @@ def test_gpu_check_reports_the_certificate_days_left(tmp_path):
     assert 'days left' in output and ('364 days left' in output or '365 days left' in output), output[-3000:]
 
 
-def test_the_build_log_shows_its_steps(host):
-    log = host.file('/var/lib/slm-fastchat/image-build.log')
+@pytest.mark.parametrize('name', ['image-build.log', 'image-build-vllm.log'])
+def test_the_build_log_shows_its_steps(host, name):
+    log = host.file('/var/lib/slm-fastchat/' + name)
     assert log.exists
     assert 'RUN ' in log.content_string and 'DONE' in log.content_string

@@ -3,12 +3,14 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The deployed endpoint, as a user's client sees it: the official openai client over verified HTTPS."""
 
+import concurrent.futures
 import http.client
 import json
 import os
 import socket
 import ssl
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +27,9 @@ KEY = 'sk-e2e-test-key-0123456789'
 MODEL = 'tiny-llama'
 # Answers "OK!" and then emits <end_of_turn> (tests/fixtures/models/make_tiny_gemma.py).
 GEMMA = 'tiny-gemma'
-MODELS = sorted([MODEL, GEMMA])
+# The tiny Llama's tokenizer with a vLLM-sized head, on the vLLM worker.
+VLLM_MODEL = 'tiny-llama-vllm'
+MODELS = sorted([MODEL, GEMMA, VLLM_MODEL])
 CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'converge.yml')
 
 
@@ -138,7 +142,8 @@ def test_workers_serve_the_models_on_cpu_with_their_familys_template(host):
     services = json.loads('[' + ','.join(host.check_output(
         "docker compose -p fastchat ps --format json").splitlines()) + ']')
     workers = sorted(s['Service'] for s in services if s['Service'].startswith('fastchat-worker-'))
-    assert workers == ['fastchat-worker-tiny-gemma-1', 'fastchat-worker-tiny-llama-1', 'fastchat-worker-tiny-llama-2']
+    assert workers == ['fastchat-worker-tiny-gemma-1', 'fastchat-worker-tiny-llama-1', 'fastchat-worker-tiny-llama-2',
+                       'fastchat-worker-tiny-llama-vllm-1']
     assert all(s['Health'] == 'healthy' for s in services), services
     for worker, template in (('tiny-llama-1', 'chatml'), ('tiny-gemma-1', 'gemma-2')):
         command = json.loads(host.check_output(
@@ -149,7 +154,89 @@ def test_workers_serve_the_models_on_cpu_with_their_familys_template(host):
     label = host.check_output(
         "docker inspect -f '{{index .Config.Labels \"org.slm-fastchat.conv-templates\"}}' "
         "fastchat-fastchat-api-server-1")
-    assert label == 'tiny-gemma=gemma-2,tiny-llama=chatml'
+    assert label == 'tiny-gemma=gemma-2,tiny-llama-vllm=chatml,tiny-llama=chatml'
+    command = json.loads(host.check_output(
+        "docker inspect -f '{{json .Config.Cmd}}' fastchat-fastchat-worker-tiny-llama-vllm-1-1"))
+    assert command[:3] == ['python', '-m', 'slm_fastchat.vllm_worker']
+    assert '--conv-template=chatml' in command and '--enforce-eager' in command
+    assert '--limit-worker-concurrency=16' in command and '--max-num-seqs=16' in command
+    image = host.check_output("docker inspect -f '{{.Config.Image}}' fastchat-fastchat-worker-tiny-llama-vllm-1-1")
+    assert image.startswith('slm-fastchat-vllm:')
+
+
+def worker_status(host, worker):
+    """The worker's own /worker_get_status, asked from the API server's container (workers publish no port)."""
+    return json.loads(host.check_output(
+        "docker exec fastchat-fastchat-api-server-1 python -c \"import urllib.request as u, sys; "
+        "sys.stdout.write(u.urlopen(u.Request('http://%s:21002/worker_get_status', data=b'{}')).read().decode())\""
+        % worker))
+
+
+def test_both_backends_count_the_same_prompt_tokens(client):
+    """The HF and the vLLM worker render and tokenise a conversation alike (same tokenizer, same template)."""
+    messages = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'What is the capital of France?'},
+                {'role': 'assistant', 'content': 'Paris.'}, {'role': 'user', 'content': 'And of Italy?'}]
+    counts = [client.chat.completions.create(model=model, messages=messages, max_tokens=3, temperature=0
+                                             ).usage.prompt_tokens for model in (MODEL, VLLM_MODEL)]
+    assert counts[0] > 20 and counts[0] == counts[1], counts
+
+
+def test_vllm_worker_batches_concurrent_requests(client, host):
+    """Eight users stream from one vLLM worker at once: all eight are in its batch together (FastChat's HF
+    worker admits serve_worker_concurrency, 5, and generates one at a time), and every one is answered."""
+    started = threading.Barrier(9, timeout=120)
+    release = threading.Event()
+
+    def ask(_index):
+        stream = client.chat.completions.create(model=VLLM_MODEL, messages=[{'role': 'user', 'content': 'count'}],
+                                                max_tokens=1500, temperature=0, stream=True,
+                                                stream_options={'include_usage': True})
+        chunks = iter(stream)
+        next(chunks)
+        next(chunks)
+        started.wait()
+        release.wait(120)
+        return [chunk.usage.completion_tokens for chunk in chunks if chunk.usage][-1]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(ask, index) for index in range(8)]
+        started.wait()
+        try:
+            in_flight = worker_status(host, 'fastchat-worker-tiny-llama-vllm-1')['queue_length']
+        finally:
+            release.set()
+        assert [future.result() for future in futures] == [1500] * 8
+    assert in_flight == 8
+
+
+def test_a_client_that_goes_away_frees_its_vllm_slot(client, host):
+    stream = client.chat.completions.create(model=VLLM_MODEL, messages=[{'role': 'user', 'content': 'count'}],
+                                            max_tokens=1500, temperature=0, stream=True)
+    chunks = iter(stream)
+    next(chunks)
+    next(chunks)
+    assert worker_status(host, 'fastchat-worker-tiny-llama-vllm-1')['queue_length'] == 1
+    stream.close()
+    deadline = time.time() + 30
+    while worker_status(host, 'fastchat-worker-tiny-llama-vllm-1')['queue_length'] != 0:
+        assert time.time() < deadline, 'the aborted request still holds its slot'
+        time.sleep(0.5)
+
+
+def test_vllm_worker_in_process_tests_pass_inside_its_image(host):
+    """tests/unit/roles/image/test_vllm_worker.py in a throwaway container of the vLLM image built here
+    (the control node has no vLLM), on the deployed tiny vLLM model."""
+    test = os.path.join(os.environ['MOLECULE_PROJECT_DIRECTORY'], 'tests', 'unit', 'roles', 'image',
+                        'test_vllm_worker.py')
+    host.ansible('ansible.builtin.copy', 'src=%s dest=/tmp/slm-vllm-tests/ mode=0644' % test, become=True,
+                 check=False)
+    image = host.check_output("docker inspect -f '{{.Config.Image}}' fastchat-fastchat-worker-tiny-llama-vllm-1-1")
+    result = host.run(
+        'docker run --rm --user 0 --shm-size 1g -e SLM_VLLM_TEST_MODEL=/model -e VLLM_CPU_KVCACHE_SPACE=1 '
+        '-v /srv/fastchat/models/tiny-llama-vllm:/model:ro -v /tmp/slm-vllm-tests:/tests:ro %s '
+        'sh -c "pip install --quiet pytest==%s && python -m pytest -p no:cacheprovider --noconftest -q '
+        '/tests/test_vllm_worker.py"' % (image, pytest.__version__))
+    assert result.rc == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert ' passed' in result.stdout and 'skipped' not in result.stdout, result.stdout[-2000:]
 
 
 def container_starts(host):
@@ -158,12 +245,12 @@ def container_starts(host):
 
 def test_rerun_restarts_no_container_and_rebuilds_nothing(host, tmp_path):
     before = container_starts(host)
-    images = host.check_output("docker images -q slm-fastchat")
+    images = host.check_output("docker images -q 'slm-fastchat*'")
     returncode, output = run_playbook(CONVERGE, {}, tmp_path)
     assert returncode == 0, output[-3000:]
     assert 'changed=0' in output, output[-3000:]
     assert container_starts(host) == before
-    assert host.check_output("docker images -q slm-fastchat") == images
+    assert host.check_output("docker images -q 'slm-fastchat*'") == images
 
 
 def started_at(host):

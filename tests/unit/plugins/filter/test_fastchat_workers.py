@@ -25,7 +25,7 @@ def model(name='phi-4', **overrides):
 
 
 def test_seed_deployment_two_phi4_workers_of_two_gpus():
-    workers = fastchat_workers([model(workers=2, gpus_per_worker=2, max_gpu_memory='22GiB')], 4, 'cuda')
+    workers = fastchat_workers([model(workers=2, gpus_per_worker=2, max_gpu_memory='22GiB', backend='hf')], 4, 'cuda')
     assert [w['device_ids'] for w in workers] == [['0', '1'], ['2', '3']]
     assert [w['num_gpus'] for w in workers] == [2, 2]
     assert [w['service'] for w in workers] == ['fastchat-worker-phi-4-1', 'fastchat-worker-phi-4-2']
@@ -48,7 +48,7 @@ def test_explicit_device_ids_are_kept_and_others_pack_around_them():
 
 
 def test_cpu_mode_uses_no_gpus():
-    workers = fastchat_workers([model(workers=2, gpus_per_worker=2, max_gpu_memory='22GiB')], 0, 'cpu')
+    workers = fastchat_workers([model(workers=2, gpus_per_worker=2, max_gpu_memory='22GiB', backend='hf')], 0, 'cpu')
     assert [(w['device'], w['device_ids'], w['num_gpus'], w['max_gpu_memory']) for w in workers] == [
         ('cpu', [], 0, None), ('cpu', [], 0, None)]
 
@@ -89,7 +89,7 @@ def test_placement_problems_are_explained(models, gpus, device, expected):
     ({'name': 'tiny', 'source': 'local', 'path': 'relative/dir', 'family': 'chatml'}, 'must be an absolute directory'),
     (model(workers=0), 'workers 0 must be an integer from 1 to 64'),
     (model(gpus_per_worker='2'), "gpus_per_worker '2' must be an integer"),
-    (model(max_gpu_memory='22G'), "max_gpu_memory '22G' must look like '22GiB'"),
+    (model(max_gpu_memory='22G', backend='hf'), "max_gpu_memory '22G' must look like '22GiB'"),
     (model(name='bad name'), "name 'bad name' must be"),
     (model(wrokers=2), 'unknown keys wrokers'),
     (model(enabled='yes'), 'enabled must be true or false'),
@@ -147,3 +147,49 @@ def test_families_have_one_home():
     workers = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'module_utils', '_workers.py')
     with open(workers) as handle:
         assert "'gemma-2'" not in handle.read()
+
+
+def test_vllm_is_the_default_backend_with_eager_mode_on_cpu():
+    cpu = fastchat_workers([model(vllm={'kv_cache_space': 1, 'max_num_seqs': 32})], 0, 'cpu')
+    assert [(w['backend'], w['engine_args'], w['environment'], w['concurrency']) for w in cpu] == [
+        ('vllm', ['--max-num-seqs=32', '--enforce-eager'], {'VLLM_CPU_KVCACHE_SPACE': '1'}, 32)]
+    options = {'gpu_memory_utilization': 0.9, 'dtype': 'bfloat16'}
+    cuda = fastchat_workers([model(workers=2, gpus_per_worker=2, vllm=options)], 4, 'cuda')
+    assert [(w['device_ids'], w['engine_args'], w['concurrency']) for w in cuda] == [
+        (['0', '1'], ['--dtype=bfloat16', '--gpu-memory-utilization=0.9', '--tensor-parallel-size=2'], 256),
+        (['2', '3'], ['--dtype=bfloat16', '--gpu-memory-utilization=0.9', '--tensor-parallel-size=2'], 256)]
+
+
+def test_hf_workers_take_no_engine_arguments():
+    workers = fastchat_workers([model(backend='hf')], 1, 'cuda')
+    assert [(w['backend'], w['engine_args'], w['concurrency']) for w in workers] == [('hf', [], None)]
+
+
+@pytest.mark.parametrize('entry, gpus, device, expected', [
+    (model(gpus_per_worker=4, vllm={'tensor_parallel_size': 3}), 4, 'cuda',
+     'fastchat_models[0] (phi-4).vllm.tensor_parallel_size 3 does not divide gpus_per_worker 4'),
+    (model(vllm={'gpu_memory_utilization': 0.9}), 0, 'cpu',
+     'fastchat_models[0] (phi-4).vllm.gpu_memory_utilization only work on GPUs but fastchat_device is cpu'),
+    (model(vllm={'quantization': 'awq', 'tensor_parallel_size': 2}, gpus_per_worker=2), 0, 'cpu',
+     'fastchat_models[0] (phi-4).vllm.quantization, tensor_parallel_size only work on GPUs'),
+    (model(vllm={'kv_cache_space': 2}), 1, 'cuda', 'fastchat_models[0] (phi-4).vllm.kv_cache_space is for CPU hosts'),
+    (model(max_gpu_memory='22GiB'), 1, 'cuda', 'fastchat_models[0] (phi-4).max_gpu_memory is an option of the hf'),
+    (model(backend='hf', vllm={'dtype': 'auto'}), 1, 'cuda', 'fastchat_models[0] (phi-4).vllm is set but backend is hf'),
+    (model(backend='tgi'), 1, 'cuda', "fastchat_models[0] (phi-4).backend 'tgi' must be one of vllm, hf"),
+    (model(vllm={'gpu_memory_utilization': 1.5}), 1, 'cuda', 'vllm.gpu_memory_utilization 1.5 must be a fraction'),
+    (model(vllm={'max_num_seqs': 0}), 1, 'cuda', 'vllm.max_num_seqs 0 must be the most sequences'),
+    (model(vllm={'dtype': 'fp4'}), 1, 'cuda', "vllm.dtype 'fp4' must be one of auto, float16, bfloat16, float32"),
+    (model(vllm={'swap_space': 4}), 1, 'cuda', 'vllm: unknown keys swap_space'),
+    (model(vllm=['--dtype=auto']), 1, 'cuda', 'vllm must be a dict of vLLM options'),
+])
+def test_vllm_combinations_that_cannot_work_are_refused(entry, gpus, device, expected):
+    errors = fastchat_model_errors([entry], gpus, device)
+    assert any(expected in error for error in errors), errors
+
+
+def test_backends_of_the_enabled_entries():
+    from ansible_collections.slm.fastchat.plugins.filter.fastchat_workers import fastchat_backends
+    assert fastchat_backends([model('a', backend='hf'), model('b'), model('c', backend='hf', enabled=False)]) == [
+        'hf', 'vllm']
+    assert fastchat_backends([model('a', backend='hf')]) == ['hf']
+    assert fastchat_backends([]) == []

@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """inventories/prod renders to the seed's hand-written deployment, with its safety changes."""
 
+import json
 import os
 import subprocess
 
@@ -170,3 +171,32 @@ def test_the_proxy_terminates_tls_and_streams_to_the_api_server(prod_nginx):
                       'proxy_read_timeout 3600s;', 'client_max_body_size 10m;'):
         assert directive in lines, directive
     assert any(line.startswith('add_header Strict-Transport-Security') for line in lines)
+
+
+def test_vllm_workers_run_the_vllm_image_with_their_engine_options(tmp_path):
+    models = json.dumps({'fastchat_device': 'cpu', 'fastchat_vllm_image_ref': 'slm-fastchat-vllm:test', 'fastchat_models': [
+        {'name': 'small', 'source': 'local', 'path': '/srv/x', 'family': 'chatml',
+         'vllm': {'kv_cache_space': 2, 'max_num_seqs': 8, 'dtype': 'float32'}},
+        {'name': 'seed', 'source': 'local', 'path': '/srv/y', 'family': 'chatml', 'backend': 'hf'}]})
+    result = render(tmp_path, 'inventories/prod', '-e', models)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / 'gpu-01-compose.yaml') as handle:
+        services = yaml.safe_load(handle)['services']
+    vllm, hf = services['fastchat-worker-small-1'], services['fastchat-worker-seed-1']
+    assert vllm['image'] == 'slm-fastchat-vllm:test' and hf['image'] == 'slm-fastchat:test'
+    assert vllm['command'][:3] == ['python', '-m', 'slm_fastchat.vllm_worker']
+    assert flags(vllm['command'])['--limit-worker-concurrency'] == '8'
+    assert {'--max-num-seqs', '--dtype', '--enforce-eager'} <= set(flags(vllm['command']))
+    assert '--device' not in flags(vllm['command'])
+    assert vllm['environment']['VLLM_CPU_KVCACHE_SPACE'] == '2'
+    assert 'VLLM_CPU_KVCACHE_SPACE' not in hf['environment']
+    assert hf['command'][:3] == ['python', '-m', 'slm_fastchat.model_worker']
+
+
+def test_a_cuda_only_vllm_option_on_a_cpu_host_fails_naming_the_entry(tmp_path):
+    models = json.dumps({'fastchat_device': 'cpu', 'fastchat_models': [
+        {'name': 'small', 'source': 'local', 'path': '/srv/x', 'family': 'chatml',
+         'vllm': {'gpu_memory_utilization': 0.9}}]})
+    result = render(tmp_path, 'inventories/prod', '-e', models)
+    assert result.returncode != 0
+    assert 'fastchat_models[0] (small).vllm.gpu_memory_utilization only work on GPUs' in result.stdout
