@@ -181,3 +181,72 @@ def test_a_bos_token_the_template_already_writes_is_caught(family, bos, doubled)
                 '<|eot_id|>', '<bos>', '<eos>', '<start_of_turn>', '<end_of_turn>']
     tokenizer = char_tokenizer.build(specials, bos=bos)
     assert model_worker.doubled_bos(tokenizer, get_conv_template(family)) is doubled
+
+
+class _DrainingWorker(object):
+    """Stands in for FastChat's worker object (no model): the drain routes read only these members."""
+
+    def __init__(self, in_flight=2):
+        import threading  # pylint: disable=import-outside-toplevel
+        self.draining = threading.Event()
+        self.running = in_flight
+        self.drains = 0
+
+    def drain(self):
+        self.drains += 1
+        self.draining.set()
+
+    def in_flight(self):
+        return self.running
+
+
+def _drain_app(worker):
+    from fastapi import FastAPI  # pylint: disable=import-outside-toplevel
+    from fastapi.testclient import TestClient  # pylint: disable=import-outside-toplevel
+    app = FastAPI()
+
+    @app.post('/worker_get_status')
+    async def status():
+        return {'model_names': ['m'], 'speed': 1, 'queue_length': 0}
+
+    model_worker.add_drain_routes(app, lambda: worker)
+    return TestClient(app)
+
+
+def test_a_draining_worker_fails_the_controllers_status_probe_and_reports_its_requests():
+    """The controller drops a worker whose /worker_get_status is not 200 (its refresh_all_workers)."""
+    worker = _DrainingWorker(in_flight=2)
+    client = _drain_app(worker)
+    assert client.post('/worker_get_status').status_code == 200
+    assert client.get('/slm/drain').json() == {'draining': False, 'in_flight': 2}
+    assert client.post('/slm/drain').json() == {'draining': True, 'in_flight': 2}
+    assert client.post('/worker_get_status').status_code == 503
+    worker.running = 0
+    assert client.get('/slm/drain').json() == {'draining': True, 'in_flight': 0}
+
+
+def test_a_draining_worker_stops_heartbeats_and_does_not_register_again():
+    """After a drain the controller's exist=False answer must not bring the worker back."""
+    calls = []
+
+    class Base(object):  # pylint: disable=too-few-public-methods
+        controller_addr = 'http://127.0.0.1:9'
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def register_to_controller(self):
+            calls.append('register')
+
+        def send_heart_beat(self):
+            calls.append('heartbeat')
+
+    worker = object.__new__(model_worker.worker_class(Base))
+    import threading  # pylint: disable=import-outside-toplevel
+    worker.draining = threading.Event()
+    worker.send_heart_beat()
+    worker.register_to_controller()
+    worker.draining.set()
+    worker.send_heart_beat()
+    worker.register_to_controller()
+    assert calls == ['heartbeat', 'register']
