@@ -31,6 +31,7 @@ import functools
 import logging
 import sys
 import threading
+import time
 
 from slm_fastchat import templates
 
@@ -160,10 +161,26 @@ def worker_class(base):
                 self.init_heart_beat()
 
         def register_to_controller(self):
-            # A draining worker must not come back when the controller,
-            # having dropped it, answers a late heartbeat with exist=False.
-            if not self.draining.is_set():
-                super().register_to_controller()
+            """Register with the controller, again every 5 s until it answers.
+
+            FastChat's own posts without a timeout: a controller that drops
+            packets (a host down, a firewall) hung the worker for good. A
+            draining worker must not come back when the controller, having
+            dropped it, answers a late heartbeat with exist=False.
+            """
+            import requests
+            while not self.draining.is_set():
+                try:
+                    response = requests.post(self.controller_addr + '/register_worker', timeout=10, json={
+                        'worker_name': self.worker_addr, 'check_heart_beat': True,
+                        'worker_status': self.get_status(), 'multimodal': self.multimodal})
+                    if response.status_code == 200:
+                        LOG.warning('registered with %s as %s', self.controller_addr, self.worker_addr)
+                        return
+                    LOG.warning('the controller refused the registration: HTTP %d', response.status_code)
+                except requests.RequestException as error:
+                    LOG.warning('cannot reach the controller at %s (%s); trying again', self.controller_addr, error)
+                time.sleep(5)
 
         def send_heart_beat(self):
             if not self.draining.is_set():

@@ -230,13 +230,8 @@ def test_a_draining_worker_stops_heartbeats_and_does_not_register_again():
     calls = []
 
     class Base(object):  # pylint: disable=too-few-public-methods
-        controller_addr = 'http://127.0.0.1:9'
-
         def __init__(self, *args, **kwargs):
             pass
-
-        def register_to_controller(self):
-            calls.append('register')
 
         def send_heart_beat(self):
             calls.append('heartbeat')
@@ -245,8 +240,41 @@ def test_a_draining_worker_stops_heartbeats_and_does_not_register_again():
     import threading  # pylint: disable=import-outside-toplevel
     worker.draining = threading.Event()
     worker.send_heart_beat()
-    worker.register_to_controller()
     worker.draining.set()
     worker.send_heart_beat()
+    # Would post to the controller (and retry until it answers) were it not draining.
+    worker.controller_addr = 'http://127.0.0.1:9'
     worker.register_to_controller()
-    assert calls == ['heartbeat', 'register']
+    assert calls == ['heartbeat']
+
+
+def test_registration_retries_until_the_controller_answers(monkeypatch):
+    """FastChat's registration had no timeout: an unreachable controller hung the worker before it served."""
+    import requests  # pylint: disable=import-outside-toplevel
+    answers = [requests.ConnectionError('down'), type('R', (), {'status_code': 500})(),
+               type('R', (), {'status_code': 200})()]
+    posts = []
+
+    def post(url, timeout=None, json=None):
+        posts.append((url, timeout, json['worker_name']))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(requests, 'post', post)
+    monkeypatch.setattr(model_worker.time, 'sleep', lambda seconds: None)
+
+    class Base(object):  # pylint: disable=too-few-public-methods
+        controller_addr = 'http://controller:21001'
+        worker_addr = 'http://10.0.0.5:21002'
+        multimodal = False
+
+        def get_status(self):
+            return {'model_names': ['m'], 'speed': 1, 'queue_length': 0}
+
+    worker = object.__new__(model_worker.worker_class(Base))
+    import threading  # pylint: disable=import-outside-toplevel
+    worker.draining = threading.Event()
+    worker.register_to_controller()
+    assert posts == [('http://controller:21001/register_worker', 10, 'http://10.0.0.5:21002')] * 3
