@@ -6,8 +6,6 @@
 import threading
 import time
 
-import openai
-
 
 class Load(object):
     """``users`` threads send streamed chat completions back to back until :meth:`stop`.
@@ -35,7 +33,7 @@ class Load(object):
             stream = self.client.chat.completions.create(
                 model=self.model, messages=[{'role': 'user', 'content': 'request %d' % number}],
                 max_tokens=self.max_tokens, temperature=0, stream=True)
-            chunks = [chunk for chunk in stream]
+            chunks = list(stream)
             if not chunks or chunks[-1].choices[0].finish_reason is None:
                 error = 'stream ended without a finish_reason after %d chunks' % len(chunks)
         except Exception as failure:  # pylint: disable=broad-exception-caught

@@ -154,7 +154,7 @@ def test_killed_worker_costs_at_most_5_percent_and_none_after_10_s(client):
     outcomes = load.stop()
     failed = failures(outcomes)
     print('kill -9: %d requests, %d failed, last failure %.1f s after the kill' % (
-        len(outcomes), len(failed), max([end - killed for _, end, _ in failed] or [0])))
+        len(outcomes), len(failed), max([outcome[1] - killed for outcome in failed] or [0])))
     assert len(failed) <= 0.05 * len(outcomes), failed[:5]
     assert [outcome for outcome in failed if outcome[1] > killed + 10] == []
     # The worker comes back by itself (restart policy) and registers again.
