@@ -23,8 +23,13 @@ PINNED = [
 ]
 
 
-def preflight(tmp_path, **extra):
-    extra.setdefault('fastchat_models', PINNED)
+def preflight(tmp_path, inventory='prod', host_vars=None, **extra):
+    if host_vars:
+        # Extra vars would beat the hosts' own model lists: give every host one instead.
+        host_vars = {host: dict({'fastchat_models': PINNED}, **host_vars.get(host, {}))
+                     for host in ('head-01', 'gpu-01', 'gpu-02')}
+    else:
+        extra.setdefault('fastchat_models', PINNED)
     extra.setdefault('vault_fastchat_api_keys', ['sk-preflight-test-key-0123'])
     # inventories/prod requires GPUs; this machine has none.
     extra.setdefault('nvidia_driver_required', False)
@@ -34,9 +39,15 @@ def preflight(tmp_path, **extra):
     extra.update(ansible_connection='local', ansible_python_interpreter='python3', ansible_become=False)
     vars_file = tmp_path / 'extra.json'
     vars_file.write_text(json.dumps(extra))
+    inventories = ['-i', os.path.join(REPO, 'inventories', inventory)]
+    if host_vars:
+        # A second inventory source with per-host settings (merged into the first).
+        overrides = tmp_path / 'overrides.json'
+        overrides.write_text(json.dumps({'all': {'hosts': host_vars}}))
+        inventories += ['-i', str(overrides)]
     result = subprocess.run(
-        ['ansible-playbook', '-i', os.path.join(REPO, 'inventories', 'prod'), os.path.join(REPO, 'site.yml'),
-         '--tags', 'preflight-only', '-e', '@%s' % vars_file],
+        ['ansible-playbook'] + inventories + [os.path.join(REPO, 'site.yml'),
+                                              '--tags', 'preflight-only', '-e', '@%s' % vars_file],
         capture_output=True, text=True, timeout=600, check=False, cwd=REPO,
         env=dict(os.environ, ANSIBLE_NOCOLOR='1'))
     return result.returncode, ' '.join((result.stdout + result.stderr).split())
@@ -101,6 +112,36 @@ def test_argument_validation_takes_seconds(tmp_path):
 ])
 def test_bad_inventories_fail_in_preflight(tmp_path, extra, expected):
     returncode, output = preflight(tmp_path, **extra)
+    assert returncode != 0, output[-3000:]
+    assert expected in output, output[-3000:]
+    assert 'changed=0' in output
+
+
+def test_a_fleet_with_a_head_that_has_no_gpu_passes(tmp_path):
+    """inventories/fleet: a head host with no GPU and no GPU count, two GPU worker hosts."""
+    returncode, output = preflight(tmp_path, inventory='fleet')
+    assert returncode == 0, output[-3000:]
+    assert 'changed=0' in output
+    # The head runs no NVIDIA role and discovers no GPU.
+    assert not re.search(r'slm\.fastchat\.nvidia_driver : [^*]*\*+ ok: \[head-01\]', output)
+    assert 'Discover GPUs' in output and 'ok: [head-01]' in output
+
+
+@pytest.mark.parametrize('host_vars, expected', [
+    # One worker host has fewer GPUs than its models need.
+    ({'gpu-02': {'fastchat_gpu_count': 2}}, 'gpu-02: fastchat_models needs 4 GPUs (phi-4: 2 x 2) but the host has 2'),
+    # The head lists a model that no worker host enables.
+    ({'head-01': {'fastchat_models': [PINNED[0], dict(PINNED[0], name='phi-4-b')]}},
+     'No enabled worker serves phi-4-b'),
+    # Every worker host serves another model instead.
+    ({'gpu-01': {'fastchat_models': [dict(PINNED[0], enabled=False), dict(PINNED[0], name='phi-4-b')]},
+      'gpu-02': {'fastchat_models': [dict(PINNED[0], enabled=False), dict(PINNED[0], name='phi-4-b')]}},
+     'No enabled worker serves phi-4:'),
+    # Worker hosts register at a private address: a name cannot be published on.
+    ({'gpu-01': {'fastchat_private_address': 'gpu-01.internal'}}, 'set fastchat_private_address for gpu-01'),
+])
+def test_bad_fleets_fail_in_preflight(tmp_path, host_vars, expected):
+    returncode, output = preflight(tmp_path, inventory='fleet', host_vars=host_vars)
     assert returncode != 0, output[-3000:]
     assert expected in output, output[-3000:]
     assert 'changed=0' in output

@@ -17,12 +17,21 @@ the worker registers with the controller it
   ``generate_stream`` reports one too low when it stops on max_tokens or on
   a stop string;
 - keeps the whole prompt when it fills exactly the room that max_tokens
-  leaves (``generate_stream`` dropped its first token).
+  leaves (``generate_stream`` dropped its first token);
+- leaves rotation before it stops (``drain``): on ``POST /slm/drain`` or
+  SIGTERM it stops its heartbeats, answers the controller's status probe
+  with 503 and asks the controller to re-check every worker, which drops it
+  at once (FastChat's controller has no endpoint to remove a worker). The
+  requests it already runs finish; ``GET /slm/drain`` reports how many are
+  left. On SIGTERM uvicorn then stops listening and exits once they are done
+  (Compose's ``stop_grace_period`` bounds the wait).
 """
 
 import functools
 import logging
 import sys
+import threading
+import time
 
 from slm_fastchat import templates
 
@@ -131,10 +140,74 @@ def doubled_bos(tokenizer, conv):
     return len(ids) >= 2 and ids[0] == bos and ids[1] == bos
 
 
+class Draining(object):
+    """Registration that can leave the controller's rotation; mixed into a FastChat BaseModelWorker.
+
+    The class that mixes it in sets ``self.draining = threading.Event()``
+    before BaseModelWorker's ``__init__`` (nothing may send a heartbeat
+    first). Shared by the HF worker and ``slm_fastchat.vllm_worker``.
+    """
+
+    def register_to_controller(self):
+        """Register with the controller, again every 5 s until it answers.
+
+        FastChat's own posts without a timeout: a controller that drops
+        packets (a host down, a firewall) hung the worker for good. A
+        draining worker must not come back when the controller, having
+        dropped it, answers a late heartbeat with exist=False.
+        """
+        import requests
+        while not self.draining.is_set():
+            try:
+                response = requests.post(self.controller_addr + '/register_worker', timeout=10, json={
+                    'worker_name': self.worker_addr, 'check_heart_beat': True,
+                    'worker_status': self.get_status(), 'multimodal': self.multimodal})
+                if response.status_code == 200:
+                    LOG.warning('registered with %s as %s', self.controller_addr, self.worker_addr)
+                    return
+                LOG.warning('the controller refused the registration: HTTP %d', response.status_code)
+            except requests.RequestException as error:
+                LOG.warning('cannot reach the controller at %s (%s); trying again', self.controller_addr, error)
+            time.sleep(5)
+
+    def send_heart_beat(self):
+        if not self.draining.is_set():
+            super().send_heart_beat()
+
+    def drain(self):
+        """Leave the controller's rotation; returns at once, idempotent.
+
+        The controller's ``/refresh_all_workers`` probes every worker's
+        ``/worker_get_status``, which answers 503 from now on, so the
+        controller forgets this worker and dispatches nothing more to it.
+        The probe needs this worker's event loop, so it runs in a thread.
+        """
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        LOG.warning('draining: leaving the rotation of %s', self.controller_addr)
+        threading.Thread(target=self._leave_rotation, daemon=True).start()
+
+    def _leave_rotation(self):
+        import requests
+        try:
+            requests.post(self.controller_addr + '/refresh_all_workers', timeout=30).raise_for_status()
+        except requests.RequestException as error:
+            # The controller forgets a worker whose heartbeats stop anyway.
+            LOG.warning('the controller did not re-check its workers (%s); it drops this one when its '
+                        'heartbeat expires', error)
+
+    def in_flight(self):
+        """Requests running or queued on this worker."""
+        return self.get_queue_length()
+
+
 def worker_class(base):
     """Subclass FastChat's ModelWorker so the fixes are in place before it registers."""
-    class Worker(base):
+    class Worker(Draining, base):
         def __init__(self, *args, no_register=False, **kwargs):
+            # Set before anything can send a heartbeat.
+            self.draining = threading.Event()
             super().__init__(*args, no_register=True, **kwargs)
             if doubled_bos(self.tokenizer, self.conv):
                 sys.exit('the tokenizer adds %s in front of every prompt and template %s starts with it too: set '
@@ -149,6 +222,47 @@ def worker_class(base):
             if not no_register:
                 self.init_heart_beat()
     return Worker
+
+
+def add_drain_routes(app, get_worker):
+    """``POST /slm/drain`` starts draining; ``GET /slm/drain`` reports it; a draining worker's status probe is 503.
+
+    ``get_worker`` returns the running worker (FastChat creates it after the
+    app). Both routes answer ``{"draining": bool, "in_flight": int}``.
+    """
+    from fastapi.responses import JSONResponse
+
+    def state():
+        worker = get_worker()
+        return {'draining': worker.draining.is_set(), 'in_flight': worker.in_flight()}
+
+    @app.middleware('http')
+    async def refuse_status_while_draining(request, call_next):
+        worker = get_worker()
+        if request.url.path == '/worker_get_status' and worker is not None and worker.draining.is_set():
+            return JSONResponse({'error': 'draining'}, status_code=503)
+        return await call_next(request)
+
+    @app.post('/slm/drain')
+    async def start_drain():
+        get_worker().drain()
+        return state()
+
+    @app.get('/slm/drain')
+    async def drain_state():
+        return state()
+
+
+def serve(app, host, port, worker):
+    """Run uvicorn; on SIGTERM or SIGINT leave the rotation first, then finish the running requests and exit."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            worker.drain()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level='info')).run()
 
 
 def requested_template(argv):
@@ -174,13 +288,15 @@ def main(argv=None):
                  % (name, ', '.join(templates.FAMILIES)))
 
     # Imported late: the checks above run (and are testable) without FastChat's server dependencies.
-    import uvicorn
+    from fastchat.serve import base_model_worker
     from fastchat.serve import model_worker as fastchat_worker
 
     fastchat_worker.ModelWorker = worker_class(fastchat_worker.ModelWorker)
+    # BaseModelWorker.__init__ sets base_model_worker.worker, which FastChat's routes use too.
+    add_drain_routes(fastchat_worker.app, lambda: base_model_worker.worker)
     sys.argv = [sys.argv[0]] + argv
-    args, _worker = fastchat_worker.create_model_worker()
-    uvicorn.run(fastchat_worker.app, host=args.host, port=args.port, log_level='info')
+    args, worker = fastchat_worker.create_model_worker()
+    serve(fastchat_worker.app, args.host, args.port, worker)
 
 
 if __name__ == '__main__':

@@ -338,16 +338,28 @@ def create_app(worker):
     async def model_details(request: Request):  # pylint: disable=unused-argument
         return {'context_length': worker.context_len}
 
+    # Drain routes as on the HF worker (rolling updates, docs/fleet.md).
+    from slm_fastchat.model_worker import add_drain_routes
+    add_drain_routes(app, lambda: worker.base)
     return app
 
 
 def base_worker_class():
     """FastChat's BaseModelWorker, reporting this worker's queue and not loading FastChat's HF model code."""
+    import threading
+
     from fastchat.conversation import get_conv_template
     from fastchat.serve.base_model_worker import BaseModelWorker
 
-    class Registration(BaseModelWorker):
+    from slm_fastchat.model_worker import Draining
+
+    class Registration(Draining, BaseModelWorker):
+        """Registers, heartbeats and drains (``POST /slm/drain`` or SIGTERM) as the HF worker does."""
         backend = None
+
+        def __init__(self, *args, **kwargs):
+            self.draining = threading.Event()
+            super().__init__(*args, **kwargs)
 
         def make_conv_template(self, conv_template=None, model_path=None):
             return get_conv_template(conv_template)
@@ -410,6 +422,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO)
     args, rest = parse_args(list(sys.argv[1:] if argv is None else argv))
     import uvicorn
+
+    from slm_fastchat.model_worker import serve
     worker, app = build(args, rest)
     if not args.no_register:
         registration = base_worker_class()(
@@ -420,7 +434,10 @@ def main(argv=None):
         registration.conv = worker.conv
         worker.base = registration
         registration.init_heart_beat()
-    uvicorn.run(app, host=args.host, port=args.port, log_level='info')
+        # SIGTERM leaves the rotation first, then the running requests finish.
+        serve(app, args.host, args.port, registration)
+    else:
+        uvicorn.run(app, host=args.host, port=args.port, log_level='info')
 
 
 if __name__ == '__main__':

@@ -181,3 +181,100 @@ def test_a_bos_token_the_template_already_writes_is_caught(family, bos, doubled)
                 '<|eot_id|>', '<bos>', '<eos>', '<start_of_turn>', '<end_of_turn>']
     tokenizer = char_tokenizer.build(specials, bos=bos)
     assert model_worker.doubled_bos(tokenizer, get_conv_template(family)) is doubled
+
+
+class _DrainingWorker(object):
+    """Stands in for FastChat's worker object (no model): the drain routes read only these members."""
+
+    def __init__(self, in_flight=2):
+        import threading  # pylint: disable=import-outside-toplevel
+        self.draining = threading.Event()
+        self.running = in_flight
+        self.drains = 0
+
+    def drain(self):
+        self.drains += 1
+        self.draining.set()
+
+    def in_flight(self):
+        return self.running
+
+
+def _drain_app(worker):
+    from fastapi import FastAPI  # pylint: disable=import-outside-toplevel
+    from fastapi.testclient import TestClient  # pylint: disable=import-outside-toplevel
+    app = FastAPI()
+
+    @app.post('/worker_get_status')
+    async def status():
+        return {'model_names': ['m'], 'speed': 1, 'queue_length': 0}
+
+    model_worker.add_drain_routes(app, lambda: worker)
+    return TestClient(app)
+
+
+def test_a_draining_worker_fails_the_controllers_status_probe_and_reports_its_requests():
+    """The controller drops a worker whose /worker_get_status is not 200 (its refresh_all_workers)."""
+    worker = _DrainingWorker(in_flight=2)
+    client = _drain_app(worker)
+    assert client.post('/worker_get_status').status_code == 200
+    assert client.get('/slm/drain').json() == {'draining': False, 'in_flight': 2}
+    assert client.post('/slm/drain').json() == {'draining': True, 'in_flight': 2}
+    assert client.post('/worker_get_status').status_code == 503
+    worker.running = 0
+    assert client.get('/slm/drain').json() == {'draining': True, 'in_flight': 0}
+
+
+def test_a_draining_worker_stops_heartbeats_and_does_not_register_again():
+    """After a drain the controller's exist=False answer must not bring the worker back."""
+    calls = []
+
+    class Base(object):  # pylint: disable=too-few-public-methods
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def send_heart_beat(self):
+            calls.append('heartbeat')
+
+    worker = object.__new__(model_worker.worker_class(Base))
+    import threading  # pylint: disable=import-outside-toplevel
+    worker.draining = threading.Event()
+    worker.send_heart_beat()
+    worker.draining.set()
+    worker.send_heart_beat()
+    # Would post to the controller (and retry until it answers) were it not draining.
+    worker.controller_addr = 'http://127.0.0.1:9'
+    worker.register_to_controller()
+    assert calls == ['heartbeat']
+
+
+def test_registration_retries_until_the_controller_answers(monkeypatch):
+    """FastChat's registration had no timeout: an unreachable controller hung the worker before it served."""
+    import requests  # pylint: disable=import-outside-toplevel
+    answers = [requests.ConnectionError('down'), type('R', (), {'status_code': 500})(),
+               type('R', (), {'status_code': 200})()]
+    posts = []
+
+    def post(url, timeout=None, json=None):
+        posts.append((url, timeout, json['worker_name']))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(requests, 'post', post)
+    monkeypatch.setattr(model_worker.time, 'sleep', lambda seconds: None)
+
+    class Base(object):  # pylint: disable=too-few-public-methods
+        controller_addr = 'http://controller:21001'
+        worker_addr = 'http://10.0.0.5:21002'
+        multimodal = False
+
+        def get_status(self):
+            return {'model_names': ['m'], 'speed': 1, 'queue_length': 0}
+
+    worker = object.__new__(model_worker.worker_class(Base))
+    import threading  # pylint: disable=import-outside-toplevel
+    worker.draining = threading.Event()
+    worker.register_to_controller()
+    assert posts == [('http://controller:21001/register_worker', 10, 'http://10.0.0.5:21002')] * 3

@@ -200,3 +200,43 @@ def test_a_cuda_only_vllm_option_on_a_cpu_host_fails_naming_the_entry(tmp_path):
     result = render(tmp_path, 'inventories/prod', '-e', models)
     assert result.returncode != 0
     assert 'fastchat_models[0] (small).vllm.gpu_memory_utilization only work on GPUs' in result.stdout
+
+
+@pytest.fixture(scope='module')
+def fleet(tmp_path_factory):
+    """inventories/fleet rendered: head-01 (no GPU), gpu-01 and gpu-02 (4 GPUs each, 192.0.2.10-12)."""
+    out = tmp_path_factory.mktemp('fleet')
+    models = '{"fastchat_models": [{"name": "phi-4", "repo": "microsoft/phi-4", "family": "phi-4", ' \
+             '"revision": "0123456789abcdef0123456789abcdef01234567", "workers": 2, "gpus_per_worker": 2}]}'
+    result = render(out, 'inventories/fleet', '-e', models, '-e', 'ansible_connection=local')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rendered = {}
+    for host in ('head-01', 'gpu-01', 'gpu-02'):
+        with open(out / ('%s-compose.yaml' % host)) as handle:
+            rendered[host] = yaml.safe_load(handle)
+    return rendered
+
+
+def test_fleet_head_runs_controller_and_api_server_only(fleet):
+    head = fleet['head-01']['services']
+    assert sorted(head) == ['fastchat-api-server', 'fastchat-controller']
+    # Worker hosts reach the controller on the head's private address only.
+    assert head['fastchat-controller']['ports'] == ['192.0.2.10:21001:21001']
+    assert head['fastchat-api-server']['ports'] == ['127.0.0.1:8000:8000']
+
+
+@pytest.mark.parametrize('host, address', [('gpu-01', '192.0.2.11'), ('gpu-02', '192.0.2.12')])
+def test_fleet_workers_publish_and_register_on_their_private_address(fleet, host, address):
+    services = fleet[host]['services']
+    assert sorted(services) == ['fastchat-worker-phi-4-1', 'fastchat-worker-phi-4-2']
+    for number, name in enumerate(sorted(services)):
+        service = services[name]
+        options = flags(service['command'])
+        port = 21002 + number
+        assert options['--worker-address'] == 'http://%s:%d' % (address, port)
+        assert options['--controller-address'] == 'http://192.0.2.10:21001'
+        assert service['ports'] == ['%s:%d:21002' % (address, port)]
+        assert 'depends_on' not in service
+        # Drained on SIGTERM: the grace period bounds the running requests' wait.
+        assert service['stop_grace_period'] == '120s'
+    assert 'secrets' not in fleet[host]
