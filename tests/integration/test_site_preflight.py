@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 REV = '0123456789abcdef0123456789abcdef01234567'
 PINNED = [
     {'name': 'phi-4', 'repo': 'microsoft/phi-4', 'revision': REV, 'family': 'phi-4',
-     'workers': 2, 'gpus_per_worker': 2, 'max_gpu_memory': '22GiB'},
+     'workers': 2, 'gpus_per_worker': 2, 'max_gpu_memory': '22GiB', 'backend': 'hf'},
 ]
 
 
