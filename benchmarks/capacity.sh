@@ -19,8 +19,9 @@ docker inspect slm-demo >/dev/null 2>&1 || { echo "no demo host: run make demo f
 
 deploy() {  # backend
   local models
-  models=$(printf '[{"name": "%s", "source": "local", "path": "%s/SmolLM2-135M-Instruct", "family": "smollm2", "backend": "%s"}]' \
-    "$model" "$demo" "$1")
+  # The demo's own vLLM settings (inventories/demo) on the vLLM run.
+  models=$(printf '[{"name": "%s", "source": "local", "path": "%s/SmolLM2-135M-Instruct", "family": "smollm2", "backend": "%s"%s}]' \
+    "$model" "$demo" "$1" "$([ "$1" = vllm ] && echo ', "vllm": {"kv_cache_space": 1, "max_num_seqs": 32}')")
   echo "deploying the demo with the $1 worker (log: $out/deploy-$1.log)" >&2
   ansible-playbook -i inventories/demo site.yml --tags image,serve -e "{\"fastchat_models\": $models}" > "$out/deploy-$1.log"
 }

@@ -149,6 +149,14 @@ def test_families_have_one_home():
         assert "'gemma-2'" not in handle.read()
 
 
+def test_a_cpu_vllm_worker_always_has_a_bounded_kv_cache():
+    """Without VLLM_CPU_KVCACHE_SPACE, vLLM 0.32 on CPU grew to 22 GB of a 24 GB host under load."""
+    [worker] = fastchat_workers([model()], 0, 'cpu')
+    assert worker['environment'] == {'VLLM_CPU_KVCACHE_SPACE': '4'}
+    [hf] = fastchat_workers([model(backend='hf')], 0, 'cpu')
+    assert hf['environment'] == {}
+
+
 def test_vllm_is_the_default_backend_with_eager_mode_on_cpu():
     cpu = fastchat_workers([model(vllm={'kv_cache_space': 1, 'max_num_seqs': 32})], 0, 'cpu')
     assert [(w['backend'], w['engine_args'], w['environment'], w['concurrency']) for w in cpu] == [
