@@ -332,9 +332,10 @@ def place_workers(models, gpu_count, device='cuda', variable='fastchat_models'):
                 'engine_args': engine_args(model, device, len(group)) if backend(model) == 'vllm' else [],
                 # On CPUs an unset VLLM_CPU_KVCACHE_SPACE let vLLM 0.32 grow to
                 # 22 GB of a 24 GB host under load (measured): always bounded.
-                'environment': ({'VLLM_CPU_KVCACHE_SPACE': str((model.get('vllm') or {}).get(
-                    'kv_cache_space', VLLM_DEFAULT_CPU_KV_CACHE_GIB))}
-                                if backend(model) == 'vllm' and device == 'cpu' else {}),
+                'environment': (
+                    {'VLLM_CPU_KVCACHE_SPACE': str((model.get('vllm') or {}).get(
+                        'kv_cache_space', VLLM_DEFAULT_CPU_KV_CACHE_GIB))}
+                    if backend(model) == 'vllm' and device == 'cpu' else {}),
                 'concurrency': ((model.get('vllm') or {}).get('max_num_seqs', VLLM_DEFAULT_MAX_NUM_SEQS)
                                 if backend(model) == 'vllm' else None),
             })
