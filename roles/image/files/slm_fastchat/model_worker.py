@@ -236,12 +236,23 @@ def add_drain_routes(app, get_worker):
         worker = get_worker()
         return {'draining': worker.draining.is_set(), 'in_flight': worker.in_flight()}
 
-    @app.middleware('http')
-    async def refuse_status_while_draining(request, call_next):
-        worker = get_worker()
-        if request.url.path == '/worker_get_status' and worker is not None and worker.draining.is_set():
-            return JSONResponse({'error': 'draining'}, status_code=503)
-        return await call_next(request)
+    class RefuseStatusWhileDraining(object):
+        """Plain ASGI, not @app.middleware: Starlette's BaseHTTPMiddleware hid a
+        client's disconnect from streaming routes, so the vLLM worker never
+        aborted a closed stream (e2e caught it)."""
+
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            worker = get_worker()
+            if (scope['type'] == 'http' and scope['path'] == '/worker_get_status' and worker is not None
+                    and worker.draining.is_set()):
+                await JSONResponse({'error': 'draining'}, status_code=503)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+
+    app.add_middleware(RefuseStatusWhileDraining)
 
     @app.post('/slm/drain')
     async def start_drain():
