@@ -5,15 +5,40 @@
 
 import json
 import os
+import shutil
 import subprocess
 
 
-def run_playbook(playbook, extra_vars, tmp_path, check=False, diff=False):
-    """Run ``playbook`` with ``extra_vars`` (given as a file, as users would); return (rc, flattened output)."""
+def molecule_inventory():
+    """The directory of Molecule's generated hosts, its extra groups and group_vars."""
+    return os.path.dirname(os.environ['MOLECULE_INVENTORY_FILE'])
+
+
+def inventory_with(tmp_path, **groups):
+    """A copy of Molecule's inventory in which each named group holds exactly the given hosts (a list each).
+
+    For changes of the fleet's shape as an operator makes them in the inventory (scale in, scale out).
+    """
+    import yaml  # pylint: disable=import-outside-toplevel
+    target = tmp_path / 'inventory'
+    shutil.copytree(molecule_inventory(), str(target))
+    path = target / os.path.basename(os.environ['MOLECULE_INVENTORY_FILE'])
+    inventory = yaml.safe_load(path.read_text())
+    for group, hosts in groups.items():
+        inventory[group] = {'hosts': {host: dict(inventory['all']['hosts'][host]) for host in hosts},
+                            'vars': inventory['all'].get('vars', {})}
+    path.write_text(yaml.safe_dump(inventory))
+    return str(target)
+
+
+def run_playbook(playbook, extra_vars, tmp_path, check=False, diff=False, inventory=None):
+    """Run ``playbook`` with ``extra_vars`` (given as a file, as users would); return (rc, flattened output).
+
+    ``inventory`` defaults to Molecule's (see :func:`inventory_with`).
+    """
     vars_file = tmp_path / 'extra-vars.json'
     vars_file.write_text(json.dumps(extra_vars))
-    # The directory: Molecule's generated hosts, its extra groups and group_vars.
-    inventory = os.path.dirname(os.environ['MOLECULE_INVENTORY_FILE'])
+    inventory = inventory or molecule_inventory()
     argv = ['ansible-playbook', '-i', inventory, playbook, '-e', '@%s' % vars_file]
     if check:
         argv.append('--check')

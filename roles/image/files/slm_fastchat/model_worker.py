@@ -237,9 +237,9 @@ def add_drain_routes(app, get_worker):
         return {'draining': worker.draining.is_set(), 'in_flight': worker.in_flight()}
 
     class RefuseStatusWhileDraining(object):
-        """Plain ASGI, not @app.middleware: Starlette's BaseHTTPMiddleware hid a
-        client's disconnect from streaming routes, so the vLLM worker never
-        aborted a closed stream (e2e caught it)."""
+        """Plain ASGI, not @app.middleware: Starlette's BaseHTTPMiddleware runs
+        every route, streaming ones included, in a task of its own, for the
+        sake of one path."""
 
         def __init__(self, app):
             self.app = app

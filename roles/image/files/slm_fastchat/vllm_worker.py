@@ -286,10 +286,17 @@ class VLLMWorker(object):
             finished = True
             yield event('%s: %s' % (type(error).__name__, error), 0, 0, None, INTERNAL_ERROR)
         finally:
-            if not finished:
-                # The stream was closed before the end: free the engine's slot now.
-                await self.engine.abort(request_id)
+            # Free the slot before anything that awaits: Starlette cancels a
+            # response whose client went away again at every await until
+            # its task ends, which once cut this cleanup short and kept the
+            # slot taken for good.
             self._free()
+            if not finished:
+                # The stream was closed before the end: drop the sequence from the engine now.
+                LOG.info('request %s: the client went away; aborting it in the engine', request_id)
+                import anyio
+                with anyio.CancelScope(shield=True):
+                    await self.engine.abort(request_id)
 
     def decode(self, tokens):
         """The reply's text as FastChat's HF worker decodes it: special tokens skipped, no spaces between them."""

@@ -17,6 +17,7 @@ wants head_dim >= 32).
 import asyncio
 import json
 import os
+import socket
 import sys
 
 import pytest
@@ -155,6 +156,81 @@ def test_closing_the_stream_aborts_and_frees_the_slot(worker):
     busy, after = run(scenario())
     assert busy == (1, 1)
     assert after == (0, 0)
+
+
+def test_a_stream_cancelled_as_starlette_cancels_it_frees_the_slot(worker, monkeypatch):
+    """Starlette's StreamingResponse cancels its task group when the client goes away and cancels again at
+    every await until the task ends. The engine's abort awaits its ZMQ socket, which suspends when the
+    socket is busy (a loaded host): here it always suspends, and the slot must be freed all the same."""
+    import anyio
+    abort = worker.engine.abort
+
+    async def busy_socket_abort(request_id, *args, **kwargs):
+        await asyncio.sleep(0.05)
+        return await abort(request_id, *args, **kwargs)
+    monkeypatch.setattr(worker.engine, 'abort', busy_socket_abort)
+
+    async def scenario():
+        events = []
+
+        async def respond():
+            async for raw in worker.generate_stream(params(max_new_tokens=200)):
+                events.append(raw)
+        async with anyio.create_task_group() as group:
+            group.start_soon(respond)
+            while len(events) < 2:
+                await asyncio.sleep(0.01)
+            busy = worker.queue_length()
+            group.cancel_scope.cancel()
+        for _wait in range(40):
+            after = (worker.queue_length(), worker.engine.output_processor.get_num_unfinished_requests())
+            if after == (0, 0):
+                break
+            await asyncio.sleep(0.05)
+        return busy, after
+    assert run(scenario()) == (1, (0, 0))
+
+
+def test_a_client_that_disconnects_over_http_aborts_and_frees_the_slot(worker):
+    """The worker's own app behind real uvicorn: a client that closes its stream mid-reply.
+
+    Starlette cancels the response's task when the client goes away, and
+    cancels again at every await until that task ends, so cleanup that
+    awaits can be cut short: the slot and the engine's sequence must be
+    freed all the same (an e2e run once found the slot taken for good).
+    """
+    import httpx
+    import uvicorn
+
+    async def scenario():
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(vllm_worker.create_app(worker), host='127.0.0.1', port=port,
+                                               log_level='warning'))
+        serving = asyncio.ensure_future(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
+        try:
+            results = []
+            for _attempt in range(5):
+                async with httpx.AsyncClient(timeout=30) as client:
+                    async with client.stream('POST', 'http://127.0.0.1:%d/worker_generate_stream' % port,
+                                             json=params(max_new_tokens=200)) as response:
+                        chunks = response.aiter_raw()
+                        await chunks.__anext__()
+                        busy = (worker.queue_length(), worker.engine.output_processor.get_num_unfinished_requests())
+                for _wait in range(40):
+                    after = (worker.queue_length(), worker.engine.output_processor.get_num_unfinished_requests())
+                    if after == (0, 0):
+                        break
+                    await asyncio.sleep(0.05)
+                results.append((busy, after))
+            return results
+        finally:
+            server.should_exit = True
+            await serving
+    assert run(scenario()) == [((1, 1), (0, 0))] * 5
 
 
 def test_requests_run_concurrently(worker):
