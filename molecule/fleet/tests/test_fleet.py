@@ -191,20 +191,22 @@ def test_killed_worker_costs_at_most_5_percent_and_none_after_10_s(client):
         pytest.fail('the killed worker did not come back healthy')
 
 
-def serving_state():
-    """What must not restart when another host joins or leaves: container ids and start times on the head and
-    w1, and the head's nginx master process."""
+def serving_state(hosts):
+    """What must not restart: the ids and start times of the containers on ``hosts``, and the head's nginx
+    master process."""
     state = {host: sh(host, "docker ps -q | xargs docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}}'")
-             for host in (HEAD, W1)}
+             for host in hosts}
     state['nginx'] = sh(HEAD, 'systemctl show -p MainPID -p ExecMainStartTimestamp nginx')
     return state
 
 
 def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(client, tmp_path):
-    """w2 moves from fastchat_workers to fastchat_retired and site.yml runs under load: its worker drains (no
-    request fails) and goes; then w2 is back in fastchat_workers and site.yml joins it. Neither run restarts
-    anything on the head or on w1."""
-    before = serving_state()
+    """Scale-in under load: w2 moves from fastchat_workers to fastchat_retired and site.yml runs; in the same
+    run w1's worker setting returns to its default (the rolling update test changed it), so w1 is replaced
+    too. No request fails: w2 stays in rotation until w1's new worker is up, then drains. Scale-out under
+    load: w2 is back in fastchat_workers and site.yml joins it, restarting nothing on the head or w1. The
+    head's containers and nginx never restart."""
+    head = serving_state([HEAD])
     load = Load(client, MODEL).start()
     time.sleep(3)
     started = time.monotonic()
@@ -212,23 +214,29 @@ def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(c
     returncode, output = run_playbook(
         os.path.join(PROJECT, 'site.yml'), {}, tmp_path / 'in',
         inventory=inventory_with(tmp_path / 'in', fastchat_workers=[W1], fastchat_retired=[W2]))
-    took_in = time.monotonic() - started
+    took = time.monotonic() - started
     outcomes = load.stop()
     assert returncode == 0, output[-3000:]
-    print('scale-in of w2 under load: %.0f s, %d requests, %d failed' % (
-        took_in, len(outcomes), len(failures(outcomes))))
+    print('scale-in of w2 (w1 replaced in the same run) under load: %.0f s, %d requests, %d failed' % (
+        took, len(outcomes), len(failures(outcomes))))
     assert failures(outcomes) == [], failures(outcomes)[:5]
     assert sh(W2, 'docker ps -q') == ''
     assert not connects(HEAD, address(W2), WORKER_PORT)
-    assert serving_state() == before
+    assert serving_state([HEAD]) == head
 
+    before = serving_state([HEAD, W1])
+    load = Load(client, MODEL).start()
+    time.sleep(3)
     started = time.monotonic()
     (tmp_path / 'out').mkdir()
     returncode, output = run_playbook(os.path.join(PROJECT, 'site.yml'), {}, tmp_path / 'out')
-    took_out = time.monotonic() - started
+    took = time.monotonic() - started
+    outcomes = load.stop()
     assert returncode == 0, output[-3000:]
-    print('scale-out of w2: %.0f s' % took_out)
-    assert serving_state() == before
+    print('scale-out of w2 under load: %.0f s, %d requests, %d failed' % (
+        took, len(outcomes), len(failures(outcomes))))
+    assert failures(outcomes) == [], failures(outcomes)[:5]
+    assert serving_state([HEAD, W1]) == before
     assert 'fastchat-worker-tiny-llama' in worker_container(W2)
     status = json.loads(sh(HEAD, "python3 -c \"import urllib.request as u; print(u.urlopen(u.Request("
                                  "'http://%s:%d/worker_get_status', data=b'{}'), timeout=5).read().decode())\""
