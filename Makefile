@@ -7,7 +7,7 @@ VENV        := .venv
 PYTHON      ?= python3.11
 COLLECTIONS := $(CURDIR)/.cache/collections
 LINK        := $(COLLECTIONS)/ansible_collections/slm/fastchat
-SCENARIOS   := $(filter-out demo,$(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+SCENARIOS   := $(filter-out demo fleet-bench,$(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 SCENARIO    ?=
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -17,7 +17,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help venv collection host-tools testhost lint yamllint ansible-lint sanity unit \
-        molecule test demo demo-down benchmark benchmark-api benchmark-capacity capacity build lock clean
+        molecule test demo demo-down benchmark benchmark-api benchmark-capacity benchmark-fleet capacity build lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -142,6 +142,10 @@ capacity: venv collection $(GUIDELLM) ## Users an endpoint holds at TTFT p95 <= 
 
 benchmark-capacity: venv collection $(GUIDELLM) ## Users held per worker backend (BACKENDS="hf vllm"), side by side on the demo
 	benchmarks/capacity.sh
+
+benchmark-fleet: venv collection testhost ## Rolling update wall time over 1, 2 and 3 worker hosts (a 4-host Molecule fleet; ~25 min)
+	set -o pipefail; mkdir -p .cache; molecule test -s fleet-bench 2>&1 | tee .cache/fleet-bench.log
+	@cat .cache/fleet-rollout.md
 
 benchmark: venv collection ## Measure the demo (proxy overhead, workers, dispatch); needs `make demo`
 	benchmarks/run.sh

@@ -2,16 +2,19 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) slm.fastchat contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fleet figures on the Molecule `fleet` scenario's hosts (run `molecule converge -s fleet` first).
+"""Rolling update wall time over 1, 2 and 3 worker hosts, side by side, with the requests failed under load.
 
-Prints, side by side:
-- rolling update wall time over 1 and 2 worker hosts (``--limit``), a worker
-  setting changed each time, with the requests failed under load during it.
-The time a killed worker takes to leave rotation under load is what the
-scenario's kill -9 test prints (the last failed request after the kill).
+Runs as the verify step of the Molecule `fleet-bench` scenario (a head and
+three worker hosts, the `fleet` scenario's settings): `make benchmark-fleet`.
+Each rollout changes a worker setting (``serve_worker_concurrency``) on the
+first N worker hosts with ``playbooks/rolling_update.yml --limit``, while the
+fleet scenario's load client (4 users, streamed chat completions through the
+head's HTTPS endpoint, no retries) records every request. The image is built
+once and delivered at converge, so a rollout's time is drain, replace and
+re-register per host plus the fixed preflight and head play.
 
-Usage: MOLECULE_EPHEMERAL_DIRECTORY=... MOLECULE_INVENTORY_FILE=... python benchmarks/fleet.py
-(`molecule` prints both; benchmarks/fleet.sh sets them).
+The time a killed worker takes to leave rotation is what the fleet
+scenario's kill -9 test prints.
 """
 
 import json
@@ -31,13 +34,21 @@ import test_fleet as fleet  # noqa: E402  pylint: disable=wrong-import-position
 from load import Load, failures  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def rollout(client, hosts, concurrency):
-    limit = ','.join([fleet.HEAD] + hosts)
+def fleet_hosts():
+    """(head, [worker hosts]) from Molecule's inventory."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(os.environ['MOLECULE_INVENTORY_FILE']) as handle:
+        inventory = yaml.safe_load(handle)
+    return list(inventory['fastchat_head']['hosts'])[0], sorted(inventory['fastchat_workers']['hosts'])
+
+
+def rollout(client, head, members, hosts, concurrency):
+    limit = ','.join([head] + hosts)
     # With --limit the hosts left out have no facts: name every member's address.
     addresses = os.path.join(os.environ['MOLECULE_EPHEMERAL_DIRECTORY'], 'fleet-addresses.json')
     with open(addresses, 'w') as handle:
-        json.dump({'all': {'hosts': {host: {'fastchat_private_address': fleet.address(host)}
-                                     for host in (fleet.HEAD, fleet.W1, fleet.W2)}}}, handle)
+        json.dump({'all': {'hosts': {host: {'fastchat_private_address': fleet.address(host)} for host in members}}},
+                  handle)
     load = Load(client, fleet.MODEL).start()
     time.sleep(3)
     started = time.monotonic()
@@ -52,19 +63,21 @@ def rollout(client, hosts, concurrency):
 
 
 def main():
-    port = subprocess.run(['docker', 'port', fleet.HEAD, '443/tcp'], capture_output=True, text=True,
+    head, workers = fleet_hosts()
+    port = subprocess.run(['docker', 'port', head, '443/tcp'], capture_output=True, text=True,
                           check=True).stdout.split()[0].rsplit(':', 1)[1]
     client = openai.OpenAI(base_url='https://127.0.0.1:%s/v1' % port, api_key=fleet.KEY, max_retries=0,
                            http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=fleet.CA)))
-    print('| worker hosts | rolling update (s) | requests | failed |')
-    print('| --- | --- | --- | --- |')
-    rows = []
-    for count, concurrency in ((1, 3), (2, 2)):
-        took, total, failed = rollout(client, [fleet.W1, fleet.W2][:count], concurrency)
-        rows.append(took)
-        print('| %d | %.0f | %d | %d |' % (count, took, total, failed))
-    print('ratio 2 hosts / 1 host: %.2f' % (rows[1] / rows[0]))
-
-
-if __name__ == '__main__':
-    main()
+    lines = ['| worker hosts updated | rolling_update.yml wall time | requests during it | failed |',
+             '| --- | --- | --- | --- |']
+    times = []
+    # Each rollout sets a value the hosts it covers do not have yet (default 5).
+    for count, concurrency in zip(range(1, len(workers) + 1), (3, 2, 4, 3)):
+        took, total, failed = rollout(client, head, [head] + workers, workers[:count], concurrency)
+        times.append(took)
+        lines.append('| %d | %.0f s | %d | %d |' % (count, took, total, failed))
+        print(lines[-1], flush=True)
+    lines.append('')
+    lines += ['ratio %d hosts / 1 host: %.2f' % (count + 1, took / times[0]) for count, took in enumerate(times)][1:]
+    print('\n'.join(lines))
+    return lines

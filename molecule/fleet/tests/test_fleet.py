@@ -176,7 +176,7 @@ def test_killed_worker_costs_at_most_5_percent_and_none_after_10_s(client):
     print('kill -9: %d requests, %d failed, last failure %.1f s after the kill; the controller dropped the worker '
           '%s s after the kill (1 s resolution)' % (
               len(outcomes), len(failed), max([outcome[1] - killed for outcome in failed] or [0]),
-              'never' if left is None else '%.0f' % left))
+              'never' if left is None else '%.0f' % max(left, 0)))
     assert len(outcomes) >= 100
     assert len(failed) <= 0.05 * len(outcomes), failed[:5]
     assert [outcome for outcome in failed if outcome[1] > killed + 10] == []
