@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -203,16 +204,19 @@ def serving_state(hosts):
 def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(client, tmp_path):
     """Scale-in under load: w2 moves from fastchat_workers to fastchat_retired and site.yml runs; in the same
     run w1's worker setting returns to its default (the rolling update test changed it), so w1 is replaced
-    too. No request fails: w2 stays in rotation until w1's new worker is up, then drains. Scale-out under
+    too, and a proxy setting changes on the head. No request fails: w2 stays in rotation until w1's new
+    worker is up, then drains; nginx reloads its new configuration without restarting. Scale-out under
     load: w2 is back in fastchat_workers and site.yml joins it, restarting nothing on the head or w1. The
     head's containers and nginx never restart."""
+    proxy = {'tls_proxy_client_max_body_size': '11m'}
+    assert 'client_max_body_size 11m;' not in sh(HEAD, 'cat /etc/nginx/nginx.conf')
     head = serving_state([HEAD])
     load = Load(client, MODEL).start()
     time.sleep(3)
     started = time.monotonic()
     (tmp_path / 'in').mkdir()
     returncode, output = run_playbook(
-        os.path.join(PROJECT, 'site.yml'), {}, tmp_path / 'in',
+        os.path.join(PROJECT, 'site.yml'), proxy, tmp_path / 'in',
         inventory=inventory_with(tmp_path / 'in', fastchat_workers=[W1], fastchat_retired=[W2]))
     took = time.monotonic() - started
     outcomes = load.stop()
@@ -223,13 +227,19 @@ def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(c
     assert sh(W2, 'docker ps -q') == ''
     assert not connects(HEAD, address(W2), WORKER_PORT)
     assert serving_state([HEAD]) == head
+    assert 'client_max_body_size 11m;' in sh(HEAD, 'cat /etc/nginx/nginx.conf')
+    # The running nginx has it: a 10.5 MB body now reaches the API server (400, not JSON) instead of nginx's 413.
+    big = httpx.post(str(client.base_url).rstrip('/') + '/chat/completions', content=b'x' * (21 * 512 * 1024),
+                     headers={'Authorization': 'Bearer ' + KEY, 'Content-Type': 'application/json'},
+                     verify=ssl.create_default_context(cafile=CA), timeout=60)
+    assert big.status_code == 400 and big.json()['error']['code'] == 'invalid_json', big.text[:300]
 
     before = serving_state([HEAD, W1])
     load = Load(client, MODEL).start()
     time.sleep(3)
     started = time.monotonic()
     (tmp_path / 'out').mkdir()
-    returncode, output = run_playbook(os.path.join(PROJECT, 'site.yml'), {}, tmp_path / 'out')
+    returncode, output = run_playbook(os.path.join(PROJECT, 'site.yml'), proxy, tmp_path / 'out')
     took = time.monotonic() - started
     outcomes = load.stop()
     assert returncode == 0, output[-3000:]
