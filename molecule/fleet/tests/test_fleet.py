@@ -201,6 +201,19 @@ def serving_state(hosts):
     return state
 
 
+def site_yml_fails_no_request_under_load(client, what, extra_vars, tmp_path, inventory=None):
+    """Run site.yml while the load client runs; it must succeed and no request may fail. Prints the figures."""
+    load = Load(client, MODEL).start()
+    time.sleep(3)
+    started = time.monotonic()
+    returncode, output = run_playbook(os.path.join(PROJECT, 'site.yml'), extra_vars, tmp_path, inventory=inventory)
+    took = time.monotonic() - started
+    outcomes = load.stop()
+    assert returncode == 0, output[-3000:]
+    print('%s under load: %.0f s, %d requests, %d failed' % (what, took, len(outcomes), len(failures(outcomes))))
+    assert failures(outcomes) == [], failures(outcomes)[:5]
+
+
 def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(client, tmp_path):
     """Scale-in under load: w2 moves from fastchat_workers to fastchat_retired and site.yml runs; in the same
     run w1's worker setting returns to its default (the rolling update test changed it), so w1 is replaced
@@ -211,19 +224,10 @@ def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(c
     proxy = {'tls_proxy_client_max_body_size': '11m'}
     assert 'client_max_body_size 11m;' not in sh(HEAD, 'cat /etc/nginx/nginx.conf')
     head = serving_state([HEAD])
-    load = Load(client, MODEL).start()
-    time.sleep(3)
-    started = time.monotonic()
     (tmp_path / 'in').mkdir()
-    returncode, output = run_playbook(
-        os.path.join(PROJECT, 'site.yml'), proxy, tmp_path / 'in',
+    site_yml_fails_no_request_under_load(
+        client, 'scale-in of w2 (w1 replaced in the same run)', proxy, tmp_path / 'in',
         inventory=inventory_with(tmp_path / 'in', fastchat_workers=[W1], fastchat_retired=[W2]))
-    took = time.monotonic() - started
-    outcomes = load.stop()
-    assert returncode == 0, output[-3000:]
-    print('scale-in of w2 (w1 replaced in the same run) under load: %.0f s, %d requests, %d failed' % (
-        took, len(outcomes), len(failures(outcomes))))
-    assert failures(outcomes) == [], failures(outcomes)[:5]
     assert sh(W2, 'docker ps -q') == ''
     assert not connects(HEAD, address(W2), WORKER_PORT)
     assert serving_state([HEAD]) == head
@@ -235,17 +239,8 @@ def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(c
     assert big.status_code == 400 and big.json()['error']['code'] == 'invalid_json', big.text[:300]
 
     before = serving_state([HEAD, W1])
-    load = Load(client, MODEL).start()
-    time.sleep(3)
-    started = time.monotonic()
     (tmp_path / 'out').mkdir()
-    returncode, output = run_playbook(os.path.join(PROJECT, 'site.yml'), proxy, tmp_path / 'out')
-    took = time.monotonic() - started
-    outcomes = load.stop()
-    assert returncode == 0, output[-3000:]
-    print('scale-out of w2 under load: %.0f s, %d requests, %d failed' % (
-        took, len(outcomes), len(failures(outcomes))))
-    assert failures(outcomes) == [], failures(outcomes)[:5]
+    site_yml_fails_no_request_under_load(client, 'scale-out of w2', proxy, tmp_path / 'out')
     assert serving_state([HEAD, W1]) == before
     assert 'fastchat-worker-tiny-llama' in worker_container(W2)
     status = json.loads(sh(HEAD, "python3 -c \"import urllib.request as u; print(u.urlopen(u.Request("
