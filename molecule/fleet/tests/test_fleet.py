@@ -214,13 +214,14 @@ def site_yml_fails_no_request_under_load(client, what, extra_vars, tmp_path, inv
     assert failures(outcomes) == [], failures(outcomes)[:5]
 
 
-def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(client, tmp_path):
+def test_scale_in_drains_a_host_and_scale_out_joins_a_new_one_restarting_nothing_else(client, tmp_path):
     """Scale-in under load: w2 moves from fastchat_workers to fastchat_retired and site.yml runs; in the same
     run w1's worker setting returns to its default (the rolling update test changed it), so w1 is replaced
     too, and a proxy setting changes on the head. No request fails: w2 stays in rotation until w1's new
     worker is up, then drains; nginx reloads its new configuration without restarting. Scale-out under
-    load: w2 is back in fastchat_workers and site.yml joins it, restarting nothing on the head or w1. The
-    head's containers and nginx never restart."""
+    load: the outsider, a bare host (no Docker, no image, no model), joins fastchat_workers and site.yml
+    installs Docker there, delivers the head's image (no build), copies the model and starts its worker,
+    restarting nothing on the head or w1. The head's containers and nginx never restart."""
     proxy = {'tls_proxy_client_max_body_size': '11m'}
     assert 'client_max_body_size 11m;' not in sh(HEAD, 'cat /etc/nginx/nginx.conf')
     head = serving_state([HEAD])
@@ -238,12 +239,19 @@ def test_scale_in_drains_a_host_and_scale_out_joins_it_restarting_nothing_else(c
                      verify=ssl.create_default_context(cafile=CA), timeout=60)
     assert big.status_code == 400 and big.json()['error']['code'] == 'invalid_json', big.text[:300]
 
+    assert sh(OUTSIDER, 'command -v docker || true') == ''
     before = serving_state([HEAD, W1])
     (tmp_path / 'out').mkdir()
-    site_yml_fails_no_request_under_load(client, 'scale-out of w2', proxy, tmp_path / 'out')
+    site_yml_fails_no_request_under_load(
+        client, 'scale-out onto a bare host', proxy, tmp_path / 'out',
+        inventory=inventory_with(tmp_path / 'out', fastchat_workers=[W1, OUTSIDER], fastchat_retired=[W2]))
     assert serving_state([HEAD, W1]) == before
-    assert 'fastchat-worker-tiny-llama' in worker_container(W2)
+    assert 'fastchat-worker-tiny-llama' in worker_container(OUTSIDER)
+    # Delivered from the head, not built: the fleet still has one build log.
+    assert sh(OUTSIDER, 'ls /var/lib/slm-fastchat/image-build.log', check=False) == ''
+    assert sh(HEAD, "docker images --format '{{.ID}}' 'slm-fastchat'") \
+        == sh(OUTSIDER, "docker images --format '{{.ID}}' 'slm-fastchat'")
     status = json.loads(sh(HEAD, "python3 -c \"import urllib.request as u; print(u.urlopen(u.Request("
                                  "'http://%s:%d/worker_get_status', data=b'{}'), timeout=5).read().decode())\""
-                                 % (address(W2), WORKER_PORT)))
+                                 % (address(OUTSIDER), WORKER_PORT)))
     assert status['model_names'] == [MODEL]
