@@ -31,10 +31,10 @@ def inventory_with(tmp_path, **groups):
     return str(target)
 
 
-def run_playbook(playbook, extra_vars, tmp_path, check=False, diff=False, inventory=None):
+def run_playbook(playbook, extra_vars, tmp_path, check=False, diff=False, inventory=None, tags=None):
     """Run ``playbook`` with ``extra_vars`` (given as a file, as users would); return (rc, flattened output).
 
-    ``inventory`` defaults to Molecule's (see :func:`inventory_with`).
+    ``inventory`` defaults to Molecule's (see :func:`inventory_with`); ``tags`` is ``--tags``' value.
     """
     vars_file = tmp_path / 'extra-vars.json'
     vars_file.write_text(json.dumps(extra_vars))
@@ -44,6 +44,8 @@ def run_playbook(playbook, extra_vars, tmp_path, check=False, diff=False, invent
         argv.append('--check')
     if diff:
         argv.append('--diff')
+    if tags:
+        argv += ['--tags', tags]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False,
                             env=dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0'))
     return result.returncode, ' '.join((result.stdout + result.stderr).split())

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Day-2 operations on the deployed stack (issue 13): what only a full deployment can show.
 
-- a deploy from a second checkout (other path, other file times, no Python caches) rebuilds and restarts nothing;
+- a rerun from a second checkout (other path, other file times, no Python caches) rebuilds and restarts
+  nothing (it stands for any rerun: the same checkout differs from it only in what it cannot see);
 - the build context on the host holds exactly the image's inputs;
 - `site.yml --tags serve` works on its own and changes nothing;
 - playbooks/gpu_check.yml reports the endpoint certificate's days left;
