@@ -208,27 +208,49 @@ def test_vllm_worker_batches_concurrent_requests(client, host):
     assert in_flight == 8
 
 
-def test_a_client_that_goes_away_frees_its_vllm_slot(client, host):
-    """Closing a stream mid-reply aborts the sequence in vLLM's engine (its log says so; the worker runs with
-    --enable-log-requests) and frees the worker's slot."""
-    container = 'fastchat-fastchat-worker-tiny-llama-vllm-1-1'
+def close_a_stream_mid_reply(client, host, container):
+    """Open a long stream, read two chunks, close it; return (worker log since then, the slot is free) once
+    the engine has aborted the sequence and the slot is free, once the reply has ended on its own, or after
+    60 s."""
     since = host.check_output('date -u +%Y-%m-%dT%H:%M:%SZ')
+    # As long as the context allows: the engine must still be generating when the close reaches the worker.
     stream = client.chat.completions.create(model=VLLM_MODEL, messages=[{'role': 'user', 'content': 'count'}],
-                                            max_tokens=1500, temperature=0, stream=True)
+                                            max_tokens=1900, temperature=0, stream=True)
     chunks = iter(stream)
     next(chunks)
     next(chunks)
     stream.close()
     deadline = time.time() + 60
+    quiet = 0
     while True:
         logs = host.check_output('docker logs --since %s %s 2>&1' % (since, container))
         idle = worker_status(host, 'fastchat-worker-tiny-llama-vllm-1')['queue_length'] == 0
-        if 'Aborted request' in logs and idle:
-            break
+        # Free with no disconnect logged, twice 2 s apart: the reply ended on its own (the worker frees the
+        # slot just before it logs a disconnect, hence the second look).
+        quiet = quiet + 1 if idle and 'went away' not in logs else 0
+        if idle and 'Aborted request' in logs or quiet == 2 or time.time() > deadline:
+            return logs, idle
+        time.sleep(2)
+
+
+def test_a_client_that_goes_away_frees_its_vllm_slot(client, host):
+    """Closing a stream mid-reply aborts the sequence in vLLM's engine (its log says so; the worker runs with
+    --enable-log-requests) and frees the worker's slot.
+
+    On a loaded machine the engine can finish the whole reply before the close has crossed nginx and the API
+    server: then the worker logs no disconnect and there is nothing to abort. Such a try proves nothing either
+    way, so it is repeated (up to 3 tries); a slot left taken fails at once."""
+    container = 'fastchat-fastchat-worker-tiny-llama-vllm-1-1'
+    for _attempt in range(3):
+        logs, idle = close_a_stream_mid_reply(client, host, container)
         aborts = [line for line in logs.splitlines() if 'abort' in line.lower() or 'went away' in line]
-        assert time.time() < deadline, 'the closed stream was not aborted and freed (idle: %s): %s' % (
-            idle, '\n'.join(aborts)[-2000:])
-        time.sleep(1)
+        assert idle, 'the closed stream still holds its vLLM slot: %s' % '\n'.join(aborts)[-2000:]
+        if 'went away' in logs:
+            assert 'Aborted request' in logs, 'the worker saw the close but the engine did not abort: %s' % (
+                '\n'.join(aborts)[-2000:])
+            return
+        print('the reply ended before the close reached the worker; trying again')
+    pytest.fail('in 3 tries the close never reached the vLLM worker while it was generating')
 
 
 def test_vllm_worker_in_process_tests_pass_inside_its_image(host):
