@@ -181,9 +181,9 @@ def test_both_backends_count_the_same_prompt_tokens(client):
     assert counts[0] > 20 and counts[0] == counts[1], counts
 
 
-def test_vllm_worker_batches_concurrent_requests(client, host):
-    """Eight users stream from one vLLM worker at once: all eight are in its batch together (FastChat's HF
-    worker admits serve_worker_concurrency, 5, and generates one at a time), and every one is answered."""
+def eight_users_at_once(client, host):
+    """Eight streams of 1500 tokens, each held after its first two chunks until all eight have them; return
+    (the worker's requests in flight then, each stream's completion_tokens)."""
     started = threading.Barrier(9, timeout=120)
     release = threading.Event()
 
@@ -204,8 +204,24 @@ def test_vllm_worker_batches_concurrent_requests(client, host):
             in_flight = worker_status(host, 'fastchat-worker-tiny-llama-vllm-1')['queue_length']
         finally:
             release.set()
-        assert [future.result() for future in futures] == [1500] * 8
-    assert in_flight == 8
+        return in_flight, [future.result() for future in futures]
+
+
+def test_vllm_worker_batches_concurrent_requests(client, host):
+    """Eight users stream from one vLLM worker at once: all eight are in its batch together (FastChat's HF
+    worker admits serve_worker_concurrency, 5, and generates one at a time), and every one is answered.
+
+    The engine does not wait for a held stream, and the buffers between the worker and a client can hold a
+    whole reply: on a busy machine the first stream can be over on the worker before the eighth has started.
+    Such a try is repeated (up to 3 tries)."""
+    seen = []
+    for _attempt in range(3):
+        in_flight, tokens = eight_users_at_once(client, host)
+        assert tokens == [1500] * 8
+        seen.append(in_flight)
+        if in_flight == 8:
+            return
+    pytest.fail('never 8 requests in flight on the vLLM worker at once: %s' % seen)
 
 
 def close_a_stream_mid_reply(client, host, container):
