@@ -21,9 +21,11 @@ for step in "$@"; do
 done
 for step in "${failed[@]}"; do
   echo "=== $step failed ($logs/$step.log); its failures:"
-  # pytest's short summary and Molecule's failed scenarios name what broke;
-  # any other step's last lines say why it stopped.
-  grep -E '^(FAILED|ERROR) |^FAIL |fatal: |Error: ' "$logs/$step.log" | tail -n 15 \
+  # pytest's short summary (prefixed with its scenario inside Molecule) and
+  # Molecule's failed scenarios name what broke; any other step's last lines
+  # say why it stopped.
+  grep -E '^(\[[a-z0-9_-]+\] )?(FAILED|ERROR) |^FAIL |fatal: |Error: ' "$logs/$step.log" \
+    | grep -v 'FAILED - RETRYING' | tail -n 15 \
     || tail -n 15 "$logs/$step.log"
 done
 echo "=== summary"
