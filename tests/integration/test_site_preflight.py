@@ -94,6 +94,7 @@ def test_argument_validation_takes_seconds(tmp_path):
     ({'serve_dispatch_method': 'round_robin'}, 'serve_dispatch_method must be one of: lottery, shortest_queue'),
     ({'tls_proxy_certificate_mode': 'provided', 'tls_proxy_certificate_file': '/nonexistent/cert.pem',
       'tls_proxy_key_file': '/nonexistent/key.pem'}, "tls_proxy_certificate_file ('/nonexistent/cert.pem')"),
+    ({'tls_proxy_upstream_keepalive_timeout': 0}, 'tls_proxy_upstream_keepalive_timeout 1-3600 (got 0)'),
     ({'fastchat_device': 'tpu'}, "fastchat_device must be 'cuda' or 'cpu'"),
     ({'image_fastchat_source': 'git', 'image_fastchat_git_commit': 'main'},
      "image_fastchat_git_commit 'main' must be a 40-character commit"),

@@ -9,6 +9,11 @@ default ``FASTCHAT_WORKER_API_TIMEOUT`` or 100). API keys come from the file
 named by SLM_FASTCHAT_API_KEYS_FILE (one key per line, ``#`` comments
 allowed), never from the command line, where any user on the host could read
 them in ``ps``: ``--api-keys`` is refused, and so is starting without keys.
+
+An idle client connection stays open KEEP_ALIVE_TIMEOUT seconds, longer than
+nginx keeps its idle upstream connections (tls_proxy_upstream_keepalive_timeout,
+60 s), so the proxy always closes one first. uvicorn's default, 5 s, let a
+request that nginx sent just as the server closed the connection fail with 502.
 """
 
 import argparse
@@ -16,6 +21,8 @@ import os
 import sys
 
 KEYS_FILE_VARIABLE = 'SLM_FASTCHAT_API_KEYS_FILE'
+# Seconds; see the module docstring.
+KEEP_ALIVE_TIMEOUT = 75
 
 
 def read_api_keys(path):
@@ -56,7 +63,8 @@ def main(argv=None):
 
     templates.register()
     app = openai_api.create_app(args.controller_address, keys, timeout=args.worker_api_timeout)
-    uvicorn.run(app, host=args.host, port=args.port, log_level='info', server_header=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level='info', server_header=False,
+                timeout_keep_alive=KEEP_ALIVE_TIMEOUT)
 
 
 if __name__ == '__main__':

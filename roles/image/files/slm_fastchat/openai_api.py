@@ -43,6 +43,10 @@ LOG = logging.getLogger('slm_fastchat.openai_api')
 _UNAVAILABLE = {50002, 50005, 50006}
 # Workers tried for one choice when they fail before their first token.
 ATTEMPTS = 3
+# Seconds an idle connection to the controller or a worker is kept for reuse: below the 5 s after which
+# their uvicorn servers close it (its default timeout_keep_alive), so that this client closes it first and
+# never sends a request on a connection the server is closing.
+KEEPALIVE_EXPIRY = 2.0
 
 
 def _now():
@@ -60,7 +64,8 @@ class Backend:
     def __init__(self, controller, timeout=100.0):
         self.controller = controller.rstrip('/')
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0),
-                                        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
+                                        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100,
+                                                            keepalive_expiry=KEEPALIVE_EXPIRY))
         # Templates by (worker address, model); a changed template recreates this server (serve role label).
         self.templates = {}
 
